@@ -1,0 +1,46 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# Build qemu-system-x86_64 and the qtests the project runs, incrementally.
+#   build-qemu.sh [--asan]
+# --asan builds in a separate folder with ASan and UBSan.
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+
+"$TOP/scripts/prepare-tree.sh" >/dev/null
+
+dir=$BUILD
+opts=(--python=/usr/bin/python3 --target-list=x86_64-softmmu
+      --disable-docs --disable-rust --disable-download --enable-slirp
+      --enable-kvm --enable-numa --disable-install-blobs
+      --firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu)
+if [ "${1:-}" = --asan ]; then
+    dir=$TREE/build-asan
+    opts+=(--enable-asan --enable-ubsan --disable-werror)
+fi
+
+if [ ! -f "$dir/build.ninja" ] ||
+   [ "$(cat "$dir/.qemu-gmem-opts" 2>/dev/null)" != "${opts[*]}" ]; then
+    log "configuring $dir"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    (cd "$dir" && ../configure "${opts[@]}") > "$CACHE/configure.log" 2>&1 ||
+        { tail -30 "$CACHE/configure.log" >&2; die "configure failed"; }
+    echo "${opts[*]}" > "$dir/.qemu-gmem-opts"
+fi
+
+targets="qemu-system-x86_64 tests/qtest/migration-test"
+for t in $QTESTS_EXTRA; do targets="$targets tests/qtest/$t"; done
+log "building in $dir"
+ninja -C "$dir" $targets >&2
+
+# Run from its build folder, QEMU looks for firmware only below
+# qemu-bundle/ (the configured --firmwarepath, relocated): link Debian's
+# firmware files there.
+for fw in /usr/share/qemu /usr/share/seabios /usr/lib/ipxe/qemu; do
+    mkdir -p "$dir/qemu-bundle$fw"
+    for f in "$fw"/*; do
+        [ -e "$dir/qemu-bundle$f" ] || ln -s "$f" "$dir/qemu-bundle$f"
+    done
+done
+echo "$dir"

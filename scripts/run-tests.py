@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Run the qemu-gmem test suites against already-built binaries.
+
+Every test program speaks TAP; each result line is counted.  The last
+line printed is 'N passed, N failed, N skipped'; the exit status is 1 if
+anything failed (or a program crashed or timed out without a result).
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CACHE = os.environ.get("QEMU_GMEM_CACHE", os.path.join(TOP, ".cache"))
+
+# (name, qtest binary, [glib test paths]; empty list = every test in it)
+UPSTREAM = [
+    ("upstream postcopy/plain", "migration-test",
+     ["/x86_64/migration/postcopy/plain"]),
+    ("upstream precopy/tcp/plain", "migration-test",
+     ["/x86_64/migration/precopy/tcp/plain"]),
+]
+PROJECT = [
+    ("guest-memfd backend", "guest-memfd-test", []),
+    ("guest-memfd migration", "migration-test",
+     ["/x86_64/migration/precopy/tcp/plain/guest-memfd",
+      "/x86_64/migration/precopy/tcp/plain/memfd-to-guest-memfd",
+      "/x86_64/migration/precopy/tcp/plain/guest-memfd-to-memfd"]),
+]
+# What runs inside the nested VM (scripts/check-vm.sh): no guest CPU.
+VM = [
+    ("guest-memfd backend", "guest-memfd-test", []),
+]
+
+SUITES = {"host": ["tools"] + UPSTREAM + PROJECT, "vm": ["tools"] + VM,
+          "project": ["tools"] + PROJECT, "upstream": UPSTREAM}
+
+TAP_RE = re.compile(r"^(not ok|ok)\b\s*\d*\s*-?\s*(.*?)\s*(#\s*(SKIP|TODO)\b\s*(.*))?$",
+                    re.IGNORECASE)
+
+
+class Counts:
+    def __init__(self):
+        self.passed = self.failed = self.skipped = 0
+        self.failures = []
+
+    def add(self, status, name, reason=""):
+        if status == "pass":
+            self.passed += 1
+        elif status == "skip":
+            self.skipped += 1
+        else:
+            self.failed += 1
+            self.failures.append(name)
+        tag = {"pass": "PASS", "skip": "SKIP", "fail": "FAIL"}[status]
+        print(f"{tag}: {name}{(' (' + reason + ')') if reason else ''}",
+              flush=True)
+
+
+def run_tap(label, cmd, env, counts, timeout, log):
+    start = time.monotonic()
+    results = 0
+    log.write(f"=== {label}: {' '.join(cmd)}\n")
+    log.flush()
+    try:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True,
+                                errors="replace", cwd=TOP)
+    except OSError as e:
+        counts.add("fail", label, f"cannot run: {e}")
+        return
+    try:
+        deadline = start + timeout
+        for line in proc.stdout:
+            log.write(line)
+            line = line.rstrip("\n")
+            m = TAP_RE.match(line)
+            if not m:
+                if line.startswith("Bail out!"):
+                    counts.add("fail", label, line)
+                    results += 1
+                elif line.startswith("# ") and os.environ.get("V"):
+                    print("    " + line, flush=True)
+                if time.monotonic() > deadline:
+                    break
+                continue
+            results += 1
+            name = f"{label}: {m.group(2)}"
+            if m.group(4) and m.group(4).upper() == "SKIP":
+                counts.add("skip", name, m.group(5))
+            elif m.group(1) == "ok":
+                counts.add("pass", name)
+            else:
+                counts.add("fail", name)
+        proc.wait(timeout=max(1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        counts.add("fail", label, f"timed out after {timeout} s")
+        return
+    if time.monotonic() > start + timeout and proc.poll() is None:
+        proc.kill()
+        proc.wait()
+        counts.add("fail", label, f"timed out after {timeout} s")
+        return
+    if proc.returncode != 0 and (results == 0 or counts.failed == 0):
+        counts.add("fail", label, f"exit status {proc.returncode}")
+    elif results == 0:
+        counts.add("fail", label, "no test result")
+    print(f"    ({label}: {time.monotonic() - start:.1f} s)", flush=True)
+
+
+def tools_tests(builddir):
+    out = subprocess.run(["meson", "introspect", builddir, "--tests"],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--suite", default="host", choices=sorted(SUITES))
+    ap.add_argument("--build", default=os.path.join(CACHE, "qemu", "build"))
+    ap.add_argument("--tools-build",
+                    default=os.path.join(CACHE, "tools-build"))
+    ap.add_argument("--timeout", type=int, default=600)
+    ap.add_argument("--log", default=None)
+    args = ap.parse_args()
+
+    logpath = args.log or os.path.join(
+        os.environ.get("TMPDIR", "/tmp"), f"qemu-gmem-{args.suite}.log")
+    counts = Counts()
+    qemu = os.path.join(args.build, "qemu-system-x86_64")
+    env = dict(os.environ)
+    env["QTEST_QEMU_BINARY"] = qemu
+    env.setdefault("MALLOC_PERTURB_", "0")
+    with open(logpath, "w") as log:
+        print(f"suite {args.suite}; full output in {logpath}", flush=True)
+        for item in SUITES[args.suite]:
+            if item == "tools":
+                if not os.path.isdir(args.tools_build):
+                    counts.add("fail", "project tools", "not built")
+                    continue
+                for t in tools_tests(args.tools_build):
+                    tenv = dict(env)
+                    tenv.update(t.get("env") or {})
+                    run_tap(f"tools {t['name']}", t["cmd"], tenv, counts,
+                            args.timeout, log)
+                continue
+            label, binary, paths = item
+            cmd = [os.path.join(args.build, "tests", "qtest", binary), "--tap",
+                   "-k"]
+            for p in paths:
+                cmd += ["-p", p]
+            run_tap(label, cmd, env, counts, args.timeout, log)
+    if counts.failures:
+        print("failed:")
+        for f in counts.failures:
+            print(f"  {f}")
+    print(f"{counts.passed} passed, {counts.failed} failed, "
+          f"{counts.skipped} skipped")
+    return 1 if counts.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

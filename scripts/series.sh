@@ -1,0 +1,65 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Apply qemu-patches/series to a QEMU git tree; sourced, not run.
+#
+# Format of qemu-patches/series, one patch a line, in order:
+#
+#     PATCH-FILE [NEW-FILE ...]
+#
+# PATCH-FILE is a git-format-patch file in qemu-patches/ holding the edits
+# to existing QEMU files.  The NEW-FILEs are files of this repository, at
+# the path they take in the QEMU tree, that the same upstream commit adds;
+# they are copied in and amended into that commit, so that the prepared
+# tree has exactly one commit per upstream patch.  '#' starts a comment.
+
+series_lines() {
+    sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$TOP/qemu-patches/series"
+}
+
+# All NEW-FILEs of the series, one a line.
+series_new_files() {
+    series_lines | awk '{ for (i = 2; i <= NF; i++) print $i }'
+}
+
+# A hash of everything the commits of the prepared tree are made from,
+# except the new files' contents (those are synced without re-applying).
+series_hash() {
+    {
+        cat "$TOP/qemu-patches/series"
+        series_lines | while read -r p _; do cat "$TOP/qemu-patches/$p"; done
+    } | sha256sum | cut -d' ' -f1
+}
+
+# series_apply DIR: DIR is a clean git tree at the pristine base.
+series_apply() {
+    local dir=$1 patch files f
+    while read -r patch files; do
+        [ -f "$TOP/qemu-patches/$patch" ] ||
+            die "qemu-patches/series names $patch, which does not exist"
+        if ! git -C "$dir" am -q --keep-cr "$TOP/qemu-patches/$patch" >&2; then
+            git -C "$dir" am --abort >/dev/null 2>&1 || true
+            die "patch qemu-patches/$patch does not apply to QEMU" \
+                "$QEMU_VERSION (base plus the patches before it)"
+        fi
+        if [ -n "$files" ]; then
+            for f in $files; do
+                [ -f "$TOP/$f" ] || die "$patch: new file $f does not exist"
+                mkdir -p "$dir/$(dirname "$f")"
+                cp "$TOP/$f" "$dir/$f"
+                git -C "$dir" add -f "$f"
+            done
+            git -C "$dir" commit -q --amend --no-edit --no-verify
+        fi
+    done < <(series_lines)
+}
+
+# series_sync_new_files DIR: copy the new files whose contents differ.
+series_sync_new_files() {
+    local dir=$1 f
+    for f in $(series_new_files); do
+        if ! cmp -s "$TOP/$f" "$dir/$f"; then
+            mkdir -p "$dir/$(dirname "$f")"
+            cp "$TOP/$f" "$dir/$f"
+            log "synced $f"
+        fi
+    done
+}

@@ -1,0 +1,314 @@
+/*
+ * QTest for memory-backend-guest-memfd
+ *
+ * Copyright (c) 2026 qemu-gmem developers
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/units.h"
+#include "libqtest.h"
+#include "qobject/qdict.h"
+#include "qobject/qlist.h"
+#include "qobject/qjson.h"
+#include "qobject/qstring.h"
+#include "qapi/error.h"
+#include "guest-memfd-util.h"
+
+#define TYPE "memory-backend-guest-memfd"
+#define RAM_SIZE (32 * MiB)
+
+static char *skip_reason;
+
+static bool host_ok(void)
+{
+    if (skip_reason) {
+        g_test_skip(skip_reason);
+        return false;
+    }
+    return true;
+}
+
+/* Start a pc machine whose RAM is a guest_memfd backend, under @accel */
+static QTestState *start_vm(const char *accel)
+{
+    return qtest_initf("-machine pc -accel %s -m %u "
+                       "-object " TYPE ",id=m0,size=%u "
+                       "-machine memory-backend=m0", accel,
+                       (unsigned)(RAM_SIZE / MiB), (unsigned)RAM_SIZE);
+}
+
+/* Fill guest RAM with an address-derived pattern and read it back */
+static void check_ram(QTestState *qts)
+{
+    uint64_t addr;
+
+    for (addr = 1 * MiB; addr < RAM_SIZE; addr += 64 * KiB) {
+        qtest_writeq(qts, addr, addr ^ 0x5a5a5a5a5a5a5a5aULL);
+    }
+    for (addr = 1 * MiB; addr < RAM_SIZE; addr += 64 * KiB) {
+        g_assert_cmphex(qtest_readq(qts, addr), ==,
+                        addr ^ 0x5a5a5a5a5a5a5a5aULL);
+    }
+}
+
+static void check_memdev(QTestState *qts)
+{
+    QDict *rsp = qtest_qmp(qts, "{ 'execute': 'query-memdev' }");
+    QList *list = qdict_get_qlist(rsp, "return");
+    QDict *m;
+
+    g_assert(list);
+    g_assert_cmpint(qlist_size(list), ==, 1);
+    m = qobject_to(QDict, qlist_peek(list));
+    g_assert_cmpstr(qdict_get_str(m, "id"), ==, "m0");
+    g_assert_cmpuint(qdict_get_int(m, "size"), ==, RAM_SIZE);
+    g_assert(qdict_get_bool(m, "share"));
+    qobject_unref(rsp);
+}
+
+static void test_tcg_or_qtest(void)
+{
+    QTestState *qts;
+
+    if (!host_ok()) {
+        return;
+    }
+    qts = start_vm("qtest");
+    check_memdev(qts);
+    check_ram(qts);
+    qtest_quit(qts);
+}
+
+static void test_kvm(void)
+{
+    QTestState *qts;
+    QDict *rsp;
+    const char *mtree;
+
+    if (!host_ok()) {
+        return;
+    }
+    if (!qtest_has_accel("kvm")) {
+        g_test_skip("KVM accelerator not available");
+        return;
+    }
+    qts = start_vm("kvm");
+    check_memdev(qts);
+    check_ram(qts);
+    /* The RAM is in KVM memslots, by userspace address */
+    rsp = qtest_qmp(qts, "{ 'execute': 'human-monitor-command', "
+                    "'arguments': { 'command-line': 'info mtree -f' } }");
+    mtree = qdict_get_str(rsp, "return");
+    g_assert(strstr(mtree, "(prio 0, ram): m0 KVM"));
+    qobject_unref(rsp);
+    qtest_quit(qts);
+}
+
+static void object_add_expect_error(QTestState *qts, const char *props,
+                                    const char *expected)
+{
+    QDict *rsp, *err;
+    const char *desc;
+
+    g_autofree char *json = g_strdup_printf("{ 'qom-type': '" TYPE "', "
+                                            "'id': 'bad', %s }", props);
+    QObject *args = qobject_from_json(json, &error_abort);
+
+    /* %p hands the reference to args over */
+    rsp = qtest_qmp(qts, "{ 'execute': 'object-add', 'arguments': %p }",
+                    args);
+    err = qdict_get_qdict(rsp, "error");
+    g_assert(err);
+    desc = qdict_get_str(err, "desc");
+    if (!strstr(desc, expected)) {
+        g_test_message("'%s' does not contain '%s'", desc, expected);
+        g_assert_not_reached();
+    }
+    qobject_unref(rsp);
+    /* Nothing was left behind */
+    rsp = qtest_qmp(qts, "{ 'execute': 'qom-list', "
+                    "'arguments': { 'path': '/objects/bad' } }");
+    g_assert(qdict_haskey(rsp, "error"));
+    qobject_unref(rsp);
+}
+
+static void test_object_add(void)
+{
+    QTestState *qts;
+    QDict *rsp;
+
+    if (!host_ok()) {
+        return;
+    }
+    qts = qtest_init("-machine none -accel qtest");
+    qtest_qmp_assert_success(qts, "{ 'execute': 'object-add', 'arguments': "
+                             "{ 'qom-type': '" TYPE "', 'id': 'm1', "
+                             "'size': 8388608, 'prealloc': true } }");
+    rsp = qtest_qmp(qts, "{ 'execute': 'qom-get', 'arguments': "
+                    "{ 'path': '/objects/m1', 'property': 'share' } }");
+    g_assert(qdict_get_bool(rsp, "return"));
+    qobject_unref(rsp);
+    rsp = qtest_qmp(qts, "{ 'execute': 'qom-get', 'arguments': "
+                    "{ 'path': '/objects/m1', 'property': 'size' } }");
+    g_assert_cmpuint(qdict_get_int(rsp, "return"), ==, 8 * MiB);
+    qobject_unref(rsp);
+    qtest_qmp_assert_success(qts, "{ 'execute': 'object-del', "
+                             "'arguments': { 'id': 'm1' } }");
+
+    object_add_expect_error(qts, "'size': 8388608, 'share': false",
+                            "property 'share' must be on");
+    object_add_expect_error(qts, "'size': 0",
+                            "property 'size' of " TYPE
+                            " doesn't take value '0'");
+    object_add_expect_error(qts, "'size': 4097",
+                            "size 0x1001 is not a multiple of the host "
+                            "page size");
+    object_add_expect_error(qts, "'size': 8388608, 'hugetlb': true",
+                            "Parameter 'hugetlb' is unexpected");
+    qtest_quit(qts);
+}
+
+static void test_introspection(void)
+{
+    static const char *const props[] = {
+        "size", "share", "prealloc", "prealloc-threads", "prealloc-context",
+        "reserve", "host-nodes", "policy", "dump", "merge",
+    };
+    QTestState *qts = qtest_init("-machine none -accel qtest");
+    QDict *rsp;
+    QList *list;
+    QListEntry *e;
+    GString *json;
+    bool found;
+    size_t i;
+
+    /* qom-list-types knows it as a memory backend */
+    rsp = qtest_qmp(qts, "{ 'execute': 'qom-list-types', 'arguments': "
+                    "{ 'implements': 'memory-backend' } }");
+    found = false;
+    QLIST_FOREACH_ENTRY(qdict_get_qlist(rsp, "return"), e) {
+        QDict *t = qobject_to(QDict, qlist_entry_obj(e));
+        found |= !strcmp(qdict_get_str(t, "name"), TYPE);
+    }
+    g_assert(found);
+    qobject_unref(rsp);
+
+    /* qom-list-properties lists what it inherits */
+    rsp = qtest_qmp(qts, "{ 'execute': 'qom-list-properties', "
+                    "'arguments': { 'typename': '" TYPE "' } }");
+    list = qdict_get_qlist(rsp, "return");
+    for (i = 0; i < ARRAY_SIZE(props); i++) {
+        found = false;
+        QLIST_FOREACH_ENTRY(list, e) {
+            QDict *p = qobject_to(QDict, qlist_entry_obj(e));
+            found |= !strcmp(qdict_get_str(p, "name"), props[i]);
+        }
+        if (!found) {
+            g_test_message("property %s not listed", props[i]);
+        }
+        g_assert(found);
+    }
+    qobject_unref(rsp);
+
+    /* The QAPI schema knows the object type */
+    rsp = qtest_qmp(qts, "{ 'execute': 'query-qmp-schema' }");
+    json = qobject_to_json(qdict_get(rsp, "return"));
+    g_assert(strstr(json->str, "\"" TYPE "\""));
+    g_string_free(json, true);
+    qobject_unref(rsp);
+    qtest_quit(qts);
+}
+
+static bool exited_ok(int status)
+{
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/*
+ * Run QEMU directly, without a qtest connection, behind the shell
+ * command @prefix; return its stderr, and its stdout in @out if wanted.
+ */
+static char *run_qemu(const char *prefix, const char *args, char **out,
+                      int *status)
+{
+    g_autofree char *cmd = g_strdup_printf("%s %s -display none %s", prefix,
+                                           qtest_qemu_binary(NULL), args);
+    g_autofree char *discard = NULL;
+    char *err = NULL;
+    gchar *argv[] = { (gchar *)"/bin/sh", (gchar *)"-c", cmd, NULL };
+
+    g_assert(g_spawn_sync(NULL, argv, NULL, G_SPAWN_DEFAULT, NULL, NULL,
+                          out ? out : &discard, &err, status, NULL));
+    return err;
+}
+
+static void test_cli_errors(void)
+{
+    g_autofree char *out = NULL;
+    g_autofree char *err = NULL;
+    g_autofree char *err2 = NULL;
+    int status;
+
+    err = run_qemu("", "-object help", &out, &status);
+    g_assert(exited_ok(status));
+    g_assert(strstr(out, TYPE));
+
+    err2 = run_qemu("", "-machine none -accel qtest -object " TYPE
+                    ",id=m0,size=1M,share=off", NULL, &status);
+    g_assert(!exited_ok(status));
+    g_assert(strstr(err2, "property 'share' must be on"));
+}
+
+/*
+ * Without /dev/kvm the backend cannot create a guest_memfd and must say
+ * so.  /dev/kvm is hidden by an empty /dev in a private mount namespace.
+ */
+#define HIDE_DEV "unshare -m sh -c 'mount -t tmpfs none /dev && " \
+                 "exec \"$0\" \"$@\"'"
+
+static void test_no_kvm(void)
+{
+    g_autofree char *err = NULL;
+    g_autofree char *check = NULL;
+    int status;
+
+    if (getuid() != 0 || !g_find_program_in_path("unshare")) {
+        g_test_skip("hiding /dev/kvm needs root and unshare(1)");
+        return;
+    }
+    check = run_qemu(HIDE_DEV, "-version", NULL, &status);
+    if (!exited_ok(status)) {
+        g_test_skip("cannot make a mount namespace without /dev/kvm");
+        return;
+    }
+    err = run_qemu(HIDE_DEV, "-machine none -accel qtest -object " TYPE
+                   ",id=m0,size=1M", NULL, &status);
+    g_assert(!exited_ok(status));
+    if (!strstr(err, "cannot open /dev/kvm")) {
+        g_test_message("unexpected error: %s", err);
+        g_assert_not_reached();
+    }
+}
+
+int main(int argc, char **argv)
+{
+    const char *arch = qtest_get_arch();
+
+    g_test_init(&argc, &argv, NULL);
+
+    if (strcmp(arch, "i386") && strcmp(arch, "x86_64")) {
+        return g_test_run();
+    }
+    if (!guest_memfd_host_supported(&skip_reason)) {
+        g_test_message("guest_memfd not usable here: %s", skip_reason);
+    }
+    qtest_add_func("/guest-memfd/introspection", test_introspection);
+    qtest_add_func("/guest-memfd/cli-errors", test_cli_errors);
+    qtest_add_func("/guest-memfd/object-add", test_object_add);
+    qtest_add_func("/guest-memfd/ram/qtest", test_tcg_or_qtest);
+    qtest_add_func("/guest-memfd/ram/kvm", test_kvm);
+    qtest_add_func("/guest-memfd/no-kvm", test_no_kvm);
+    return g_test_run();
+}
