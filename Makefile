@@ -36,6 +36,10 @@ export: deps
 
 bench: qemu tools
 	.cache/tools-build/uffd-place-bench
+	$(S)/postcopy-bench.py
+
+stress: qemu tools
+	$(S)/run-tests.sh --suite stress
 
 clean:
 	rm -rf .cache/qemu/build .cache/tools-build

@@ -48,7 +48,10 @@ git -C "$TREE" worktree remove --force "$check"
 fail=0
 for p in "$out"/*.patch; do
     case "$p" in */0000-cover-letter.patch) continue ;; esac
-    if ! (cd "$wt" && ./scripts/checkpatch.pl -q "$p" >&2); then
+    # Clean means no error and no warning, not just a zero exit status.
+    if ! res=$(cd "$wt" && ./scripts/checkpatch.pl "$p" 2>&1) ||
+       ! grep -q "total: 0 errors, 0 warnings" <<<"$res"; then
+        echo "$res" >&2
         log "checkpatch: $(basename "$p") has problems"
         fail=1
     fi

@@ -19,26 +19,51 @@ TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.environ.get("QEMU_GMEM_CACHE", os.path.join(TOP, ".cache"))
 
 # (name, qtest binary, [glib test paths]; empty list = every test in it)
+# glib's -p on a test path also runs the tests directly below it (and on a
+# path that is only a suite, nothing), so every entry names test paths,
+# each run in a process of its own.  The upstream precopy/tcp/plain guard
+# also runs precopy/tcp/plain/guest-memfd, which is registered below it.
+MIG = "/x86_64/migration/"
 UPSTREAM = [
-    ("upstream postcopy/plain", "migration-test",
-     ["/x86_64/migration/postcopy/plain"]),
-    ("upstream precopy/tcp/plain", "migration-test",
-     ["/x86_64/migration/precopy/tcp/plain"]),
+    ("upstream", "migration-test", [MIG + "postcopy/plain"]),
+    ("upstream (+ guest-memfd below it)", "migration-test",
+     [MIG + "precopy/tcp/plain"]),
 ]
 PROJECT = [
-    ("guest-memfd backend", "guest-memfd-test", []),
-    ("guest-memfd migration", "migration-test",
-     ["/x86_64/migration/precopy/tcp/plain/guest-memfd",
-      "/x86_64/migration/precopy/tcp/plain/memfd-to-guest-memfd",
-      "/x86_64/migration/precopy/tcp/plain/guest-memfd-to-memfd"]),
+    ("backend", "guest-memfd-test", []),
+    ("precopy", "migration-test",
+     [MIG + "precopy/tcp/plain/guest-memfd/" + t
+      for t in ("tcg", "from-memfd", "to-memfd")]),
+    ("postcopy", "migration-test", [MIG + "postcopy/guest-memfd/refusal"]),
+    ("postcopy minor", "migration-test",
+     [MIG + "postcopy/minor/memfd/" + t
+      for t in ("plain", "preempt", "recovery", "recovery-double",
+                "multifd")]),
+    ("postcopy guest-memfd", "migration-test",
+     [MIG + "postcopy/guest-memfd/" + t
+      for t in ("plain", "preempt", "recovery", "recovery-double",
+                "multifd")]),
 ]
+# Postcopy driven over qtest, no guest CPU: seconds each, also nested.
+PQ = [MIG + "postcopy/qtest/" + t for t in (
+    "anon/random", "minor/sequential", "minor/reverse", "minor/random",
+    "minor/race", "minor/preempt-race", "minor/recovery",
+    "guest-memfd/random", "guest-memfd/race", "guest-memfd/preempt-race",
+    "guest-memfd/recovery")]
+PROJECT.append(("postcopy qtest", "migration-test", PQ))
 # What runs inside the nested VM (scripts/check-vm.sh): no guest CPU.
 VM = [
-    ("guest-memfd backend", "guest-memfd-test", []),
+    ("backend", "guest-memfd-test", []),
+    ("postcopy", "migration-test", [MIG + "postcopy/guest-memfd/refusal"]),
+    ("postcopy qtest", "migration-test", PQ),
 ]
+# Every qtest-driven postcopy test 20 times in a row (make stress).
+STRESS = [("postcopy qtest x20", "migration-test",
+           [p for p in PQ for _ in range(20)])]
 
 SUITES = {"host": ["tools"] + UPSTREAM + PROJECT, "vm": ["tools"] + VM,
-          "project": ["tools"] + PROJECT, "upstream": UPSTREAM}
+          "project": ["tools"] + PROJECT, "upstream": UPSTREAM,
+          "stress": STRESS}
 
 TAP_RE = re.compile(r"^(not ok|ok)\b\s*\d*\s*-?\s*(.*?)\s*(#\s*(SKIP|TODO)\b\s*(.*))?$",
                     re.IGNORECASE)
@@ -154,9 +179,11 @@ def main():
             label, binary, paths = item
             cmd = [os.path.join(args.build, "tests", "qtest", binary), "--tap",
                    "-k"]
-            for p in paths:
-                cmd += ["-p", p]
-            run_tap(label, cmd, env, counts, args.timeout, log)
+            if binary == "migration-test":
+                cmd.append("--full")
+            for p in paths or [None]:
+                run_tap(label, cmd + (["-p", p] if p else []), env, counts,
+                        args.timeout, log)
     if counts.failures:
         print("failed:")
         for f in counts.failures:

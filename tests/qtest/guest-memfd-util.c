@@ -9,7 +9,7 @@
 #include "qemu/osdep.h"
 #include "guest-memfd-util.h"
 
-#ifdef __linux__
+#ifdef CONFIG_LINUX
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <linux/kvm.h>

@@ -1,0 +1,276 @@
+/*
+ * Postcopy tests driven through the qtest protocol
+ *
+ * Copyright (c) 2026 qemu-gmem developers
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * No guest CPU runs: both sides are "-accel qtest" machines.  The source's
+ * RAM is filled over qtest with a pattern that is different in every
+ * 8 bytes of every page, postcopy starts before much of it has been sent,
+ * and the destination's RAM is read back over qtest in a chosen order
+ * while the background stream runs.  Each read faults through QEMU's
+ * mapping exactly as a vCPU or a device would, so the missing and minor
+ * fault handling, its races with page placement and recovery are driven
+ * deterministically and in seconds, also inside a nested VM.  Every page
+ * is checked, during postcopy and again once it has completed.
+ */
+
+#include "qemu/osdep.h"
+#include "libqtest.h"
+#include "migration/framework.h"
+#include "migration/migration-qmp.h"
+#include "migration/migration-util.h"
+#include "qobject/qlist.h"
+#include "qobject/qstring.h"
+
+#define PQ_RAM_MB    64
+#define PQ_START     (1 * 1024 * 1024)      /* below is BIOS and VGA space */
+#define PQ_END       (PQ_RAM_MB * 1024 * 1024)
+#define PQ_PAGE      4096
+#define PQ_PAGES     ((PQ_END - PQ_START) / PQ_PAGE)
+#define PQ_CHUNK     (1024 * 1024)
+
+typedef enum {
+    PQ_SEQUENTIAL,
+    PQ_REVERSE,
+    PQ_RANDOM,
+} PQOrder;
+
+typedef struct {
+    MemType mem_type;
+    bool minor_cap;         /* x-postcopy-minor on the destination */
+    PQOrder order;
+    /* background stream: 0 = unlimited (races the reads), else bytes/s */
+    uint64_t postcopy_bandwidth;
+    bool preempt;
+    bool recover;           /* pause and recover half way through */
+} PQArgs;
+
+static uint64_t pq_word(uint64_t page, uint64_t i)
+{
+    return (page << 20) ^ (i * 0x9e3779b97f4a7c15ULL) ^ 0xc0ffee;
+}
+
+static void pq_fill(uint8_t *buf)
+{
+    uint64_t *w = (uint64_t *)buf;
+    uint64_t p, i;
+
+    for (p = 0; p < PQ_PAGES; p++) {
+        for (i = 0; i < PQ_PAGE / 8; i++) {
+            w[p * (PQ_PAGE / 8) + i] = pq_word(p, i);
+        }
+    }
+}
+
+static const char *pq_backend(MemType type)
+{
+    switch (type) {
+    case MEM_TYPE_ANON:
+        return "memory-backend-ram,share=off";
+    case MEM_TYPE_MEMFD:
+        return "memory-backend-memfd";
+    case MEM_TYPE_GUEST_MEMFD:
+        return "memory-backend-guest-memfd";
+    default:
+        g_assert_not_reached();
+    }
+}
+
+static QTestState *pq_start(PQArgs *a, bool incoming)
+{
+    g_autoptr(QList) caps = qlist_new();
+    g_autofree char *args = NULL;
+
+    qlist_append_str(caps, "oob");
+    args = g_strdup_printf("-machine q35 -m %dM "
+                           "-object %s,id=mem,size=%dM "
+                           "-machine memory-backend=mem %s",
+                           PQ_RAM_MB, pq_backend(a->mem_type), PQ_RAM_MB,
+                           incoming ? "-incoming defer" : "");
+    return qtest_init_ext(NULL, args, caps, true);
+}
+
+static void pq_check_page(QTestState *to, const uint8_t *want, uint64_t p)
+{
+    uint8_t got[PQ_PAGE];
+
+    qtest_bufread(to, PQ_START + p * PQ_PAGE, got, PQ_PAGE);
+    if (memcmp(got, want + p * PQ_PAGE, PQ_PAGE)) {
+        g_test_message("page %" PRIu64 " (0x%" PRIx64 ") differs", p,
+                       (uint64_t)PQ_START + p * PQ_PAGE);
+        g_assert_not_reached();
+    }
+}
+
+static void pq_recover(QTestState *from, QTestState *to, const char *dir)
+{
+    g_autofree char *uri = g_strdup_printf("unix:%s/pq-recover", dir);
+
+    migrate_pause(from);
+    wait_for_migration_status(to, "postcopy-paused",
+                              (const char * []) { "failed", NULL });
+    wait_for_migration_status(from, "postcopy-paused",
+                              (const char * []) { "failed", NULL });
+    migrate_recover(to, uri);
+    migrate_qmp(from, to, uri, NULL, "{'resume': true}");
+    wait_for_migration_status(from, "postcopy-active",
+                              (const char * []) { "failed", NULL });
+}
+
+static void pq_run(PQArgs *a)
+{
+    MigrationTestEnv *env = migration_get_env();
+    g_autofree uint8_t *want = g_malloc(PQ_END - PQ_START);
+    g_autofree uint64_t *order = g_new(uint64_t, PQ_PAGES);
+    g_autoptr(GRand) rand = g_rand_new_with_seed(0x5eed);
+    QTestState *from, *to;
+    uint64_t i, off;
+
+    if (!env->has_uffd) {
+        g_test_skip("userfaultfd not available");
+        return;
+    }
+    if (a->mem_type == MEM_TYPE_GUEST_MEMFD) {
+        if (!env->has_guest_memfd) {
+            g_test_skip(env->guest_memfd_skip);
+            return;
+        }
+        if (!env->has_guest_memfd_uffd) {
+            g_test_skip(env->guest_memfd_uffd_skip);
+            return;
+        }
+    }
+
+    pq_fill(want);
+    from = pq_start(a, false);
+    to = pq_start(a, true);
+    for (off = 0; off < PQ_END - PQ_START; off += PQ_CHUNK) {
+        qtest_bufwrite(from, PQ_START + off, want + off, PQ_CHUNK);
+    }
+
+    migrate_set_capability(from, "postcopy-ram", true);
+    migrate_set_capability(to, "postcopy-ram", true);
+    migrate_set_capability(to, "postcopy-blocktime", true);
+    if (a->minor_cap) {
+        migrate_set_capability(to, "x-postcopy-minor", true);
+    }
+    if (a->preempt) {
+        migrate_set_capability(from, "postcopy-preempt", true);
+        migrate_set_capability(to, "postcopy-preempt", true);
+    }
+    /* Precopy barely starts: nearly every page comes during postcopy */
+    migrate_set_parameter_int(from, "max-bandwidth", 1024 * 1024);
+    migrate_set_parameter_int(from, "max-postcopy-bandwidth",
+                              a->postcopy_bandwidth);
+    migrate_incoming_qmp(to, "tcp:127.0.0.1:0", NULL, "{}");
+    migrate_qmp(from, to, NULL, NULL, "{}");
+    wait_for_migration_status(from, "active", NULL);
+    qtest_qmp_assert_success(from, "{ 'execute': 'migrate-start-postcopy' }");
+    wait_for_migration_status(from, "postcopy-active", NULL);
+
+    for (i = 0; i < PQ_PAGES; i++) {
+        order[i] = a->order == PQ_REVERSE ? PQ_PAGES - 1 - i : i;
+    }
+    if (a->order == PQ_RANDOM) {
+        for (i = PQ_PAGES - 1; i > 0; i--) {
+            uint64_t j = g_rand_int_range(rand, 0, i + 1), t = order[i];
+
+            order[i] = order[j];
+            order[j] = t;
+        }
+    }
+
+    for (i = 0; i < PQ_PAGES; i++) {
+        if (a->recover && i == PQ_PAGES / 2) {
+            pq_recover(from, to, env->tmpfs);
+        }
+        pq_check_page(to, want, order[i]);
+    }
+
+    migrate_set_parameter_int(from, "max-postcopy-bandwidth", 0);
+    wait_for_migration_complete(from);
+    wait_for_migration_complete(to);
+    if (a->recover) {
+        /* The recovery socket is not removed by QEMU */
+        g_autofree char *path = g_strdup_printf("%s/pq-recover", env->tmpfs);
+
+        unlink(path);
+    }
+    /* Nothing changed once migration completed */
+    for (i = 0; i < PQ_PAGES; i += 1) {
+        pq_check_page(to, want, i);
+    }
+    qtest_quit(from);
+    qtest_quit(to);
+}
+
+#define PQ_TEST(name, ...)                                                   \
+static void test_pq_##name(void)                                             \
+{                                                                            \
+    PQArgs a = { __VA_ARGS__ };                                              \
+    pq_run(&a);                                                              \
+}
+
+#define PQ_SLOW (8 * 1024 * 1024)
+/*
+ * After a requested page the source goes on from there, so random reads
+ * pull most of RAM over quickly; only a trickle keeps postcopy running
+ * long enough to be paused half way.
+ */
+#define PQ_TRICKLE 4096
+
+PQ_TEST(anon_random, .mem_type = MEM_TYPE_ANON, .order = PQ_RANDOM,
+        .postcopy_bandwidth = PQ_SLOW)
+PQ_TEST(minor_sequential, .mem_type = MEM_TYPE_MEMFD, .minor_cap = true,
+        .order = PQ_SEQUENTIAL, .postcopy_bandwidth = PQ_SLOW)
+PQ_TEST(minor_reverse, .mem_type = MEM_TYPE_MEMFD, .minor_cap = true,
+        .order = PQ_REVERSE, .postcopy_bandwidth = PQ_SLOW)
+PQ_TEST(minor_random, .mem_type = MEM_TYPE_MEMFD, .minor_cap = true,
+        .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW)
+PQ_TEST(minor_race, .mem_type = MEM_TYPE_MEMFD, .minor_cap = true,
+        .order = PQ_RANDOM, .postcopy_bandwidth = 0)
+PQ_TEST(minor_preempt_race, .mem_type = MEM_TYPE_MEMFD, .minor_cap = true,
+        .order = PQ_RANDOM, .postcopy_bandwidth = 0, .preempt = true)
+PQ_TEST(minor_recovery, .mem_type = MEM_TYPE_MEMFD, .minor_cap = true,
+        .order = PQ_RANDOM, .postcopy_bandwidth = PQ_TRICKLE, .recover = true)
+PQ_TEST(gmem_random, .mem_type = MEM_TYPE_GUEST_MEMFD,
+        .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW)
+PQ_TEST(gmem_race, .mem_type = MEM_TYPE_GUEST_MEMFD,
+        .order = PQ_RANDOM, .postcopy_bandwidth = 0)
+PQ_TEST(gmem_preempt_race, .mem_type = MEM_TYPE_GUEST_MEMFD,
+        .order = PQ_RANDOM, .postcopy_bandwidth = 0, .preempt = true)
+PQ_TEST(gmem_recovery, .mem_type = MEM_TYPE_GUEST_MEMFD,
+        .order = PQ_RANDOM, .postcopy_bandwidth = PQ_TRICKLE, .recover = true)
+
+void migration_test_add_postcopy_qtest(MigrationTestEnv *env)
+{
+    static const struct {
+        const char *path;
+        void (*fn)(void);
+    } tests[] = {
+        { "anon/random", test_pq_anon_random },
+        { "minor/sequential", test_pq_minor_sequential },
+        { "minor/reverse", test_pq_minor_reverse },
+        { "minor/random", test_pq_minor_random },
+        { "minor/race", test_pq_minor_race },
+        { "minor/preempt-race", test_pq_minor_preempt_race },
+        { "minor/recovery", test_pq_minor_recovery },
+        { "guest-memfd/random", test_pq_gmem_random },
+        { "guest-memfd/race", test_pq_gmem_race },
+        { "guest-memfd/preempt-race", test_pq_gmem_preempt_race },
+        { "guest-memfd/recovery", test_pq_gmem_recovery },
+    };
+    size_t i;
+
+    if (!env->is_x86) {
+        return;
+    }
+    for (i = 0; i < ARRAY_SIZE(tests); i++) {
+        g_autofree char *path =
+            g_strdup_printf("/migration/postcopy/qtest/%s", tests[i].path);
+
+        migration_test_add(path, tests[i].fn);
+    }
+}
