@@ -7,7 +7,7 @@ SHELL := /bin/bash
 S := scripts
 
 .PHONY: all demo deps qemu tools check check-vm export bench stress \
-        check-asan clean
+        check-asan check-series clean
 
 all: demo
 
@@ -40,6 +40,19 @@ bench: qemu tools
 
 stress: qemu tools
 	$(S)/run-tests.sh --suite stress
+
+# QEMU with ASan and UBSan in its own build folder; any report fails.
+check-asan: deps tools
+	$(S)/build-qemu.sh --asan >/dev/null
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	    $(S)/run-tests.sh --suite asan --build .cache/qemu/build-asan \
+	    --log /tmp/qemu-gmem-asan.log
+	@! grep -n "runtime error:\|ERROR: AddressSanitizer" \
+	    /tmp/qemu-gmem-asan.log || { echo "sanitizer reports above"; exit 1; }
+
+check-series: deps
+	$(S)/check-series-builds.sh
 
 clean:
 	rm -rf .cache/qemu/build .cache/tools-build

@@ -55,15 +55,28 @@ PROJECT.append(("postcopy qtest", "migration-test", PQ))
 VM = [
     ("backend", "guest-memfd-test", []),
     ("postcopy", "migration-test", [MIG + "postcopy/guest-memfd/refusal"]),
-    ("postcopy qtest", "migration-test", PQ),
+    ("postcopy qtest", "migration-test",
+     [p for p in PQ if p.endswith(("anon/random", "minor/random",
+                                   "minor/race", "minor/recovery",
+                                   "guest-memfd/random", "guest-memfd/race",
+                                   "guest-memfd/recovery"))]),
 ]
 # Every qtest-driven postcopy test 20 times in a row (make stress).
 STRESS = [("postcopy qtest x20", "migration-test",
            [p for p in PQ for _ in range(20)])]
 
+# Under ASan/UBSan (make check-asan): the backend, the postcopy paths the
+# project adds, driven over qtest and with a guest.
+ASAN = [
+    ("backend", "guest-memfd-test", []),
+    ("postcopy", "migration-test", [MIG + "postcopy/guest-memfd/refusal",
+                                    MIG + "postcopy/minor/memfd/plain"]),
+    ("postcopy qtest", "migration-test", PQ),
+]
+
 SUITES = {"host": ["tools"] + UPSTREAM + PROJECT, "vm": ["tools"] + VM,
           "project": ["tools"] + PROJECT, "upstream": UPSTREAM,
-          "stress": STRESS}
+          "stress": STRESS, "asan": ASAN}
 
 TAP_RE = re.compile(r"^(not ok|ok)\b\s*\d*\s*-?\s*(.*?)\s*(#\s*(SKIP|TODO)\b\s*(.*))?$",
                     re.IGNORECASE)

@@ -30,10 +30,15 @@ static bool host_ok(void)
     return true;
 }
 
-/* Start a pc machine whose RAM is a guest_memfd backend, under @accel */
+/*
+ * Start a pc machine whose RAM is a guest_memfd backend, under @accel.
+ * Its CPU stays stopped (-S): under KVM the firmware would otherwise
+ * write its tables into the RAM the test checks.  Booting a guest from
+ * guest_memfd RAM is what the migration tests do.
+ */
 static QTestState *start_vm(const char *accel)
 {
-    return qtest_initf("-machine pc -accel %s -m %u "
+    return qtest_initf("-S -machine pc -accel %s -m %u "
                        "-object " TYPE ",id=m0,size=%u "
                        "-machine memory-backend=m0", accel,
                        (unsigned)(RAM_SIZE / MiB), (unsigned)RAM_SIZE);
