@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 S := scripts
 
-.PHONY: all demo deps qemu tools check check-vm export bench stress \
+.PHONY: all demo deps qemu tools check check-host check-vm export bench stress \
         check-asan check-series clean
 
 all: demo
@@ -25,7 +25,13 @@ tools: deps
 	    meson setup .cache/tools-build . >/dev/null
 	meson compile -C .cache/tools-build >/dev/null
 
+# The test suite: the host suite, then the nested-VM suite on another
+# kernel (check-vm), then the sanitizer build (check-asan); counts added up.
 check: qemu tools
+	$(S)/check-all.py "$(S)/run-tests.sh --suite host" \
+	    "$(S)/check-vm.sh" "$(MAKE) --no-print-directory check-asan"
+
+check-host: qemu tools
 	$(S)/run-tests.sh --suite host
 
 check-vm: qemu tools
@@ -44,11 +50,11 @@ stress: qemu tools
 # QEMU with ASan and UBSan in its own build folder; any report fails.
 check-asan: deps tools
 	$(S)/build-qemu.sh --asan >/dev/null
-	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	    $(S)/run-tests.sh --suite asan --build .cache/qemu/build-asan \
 	    --log /tmp/qemu-gmem-asan.log
-	@! grep -n "runtime error:\|ERROR: AddressSanitizer" \
+	@! grep -n "runtime error:\|ERROR: AddressSanitizer\|ERROR: LeakSanitizer" \
 	    /tmp/qemu-gmem-asan.log || { echo "sanitizer reports above"; exit 1; }
 
 check-series: deps

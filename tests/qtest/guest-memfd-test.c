@@ -277,9 +277,10 @@ static void test_no_kvm(void)
 {
     g_autofree char *err = NULL;
     g_autofree char *check = NULL;
+    g_autofree char *unshare = g_find_program_in_path("unshare");
     int status;
 
-    if (getuid() != 0 || !g_find_program_in_path("unshare")) {
+    if (getuid() != 0 || !unshare) {
         g_test_skip("hiding /dev/kvm needs root and unshare(1)");
         return;
     }
