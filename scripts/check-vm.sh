@@ -506,7 +506,9 @@ cat "$BASE" "$RUN/extra.cpio" > "$RUN/initramfs.cpio"
 # ---------------------------------------------------------------- run
 LOG=$VMDIR/console-$(date +%Y%m%d-%H%M%S).log
 # Keep the last 20 console logs.
-ls -t "$VMDIR"/console-*.log 2>/dev/null | tail -n +20 |
+# Keep the 20 newest console logs.  (On a first run there are none, and
+# ls fails: that must not end the script under pipefail.)
+{ ls -t "$VMDIR"/console-*.log 2>/dev/null || true; } | tail -n +20 |
     while read -r f; do rm -f "$f"; done
 append="console=ttyS0 panic=-1 mitigations=off"
 [ "${CHECK_VM_VERBOSE:-0}" = 1 ] || append="$append quiet loglevel=3"
