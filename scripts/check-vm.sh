@@ -380,13 +380,26 @@ mkdir -p $root/dev/pts $root/dev/shm $root/dev/hugepages 2>/dev/null
 mount -t devpts devpts $root/dev/pts
 mount -t tmpfs -o mode=1777 tmpfs $root/dev/shm
 mount -t hugetlbfs hugetlbfs $root/dev/hugepages 2>/dev/null
+. /check-vm.env
+# The repository may itself live below /tmp, /run or /var/tmp (a CI
+# checkout, say): keep its view aside before the fresh tmpfs hides it,
+# and put it back on top afterwards.
+keep=""
+for d in /tmp /run /var/tmp; do
+    case "$CHECK_VM_TOP/" in "$d"/*) keep=$d ;; esac
+done
+if [ -n "$keep" ] && [ -d "$root$CHECK_VM_TOP" ]; then
+    mkdir -p /keep && mount -o bind "$root$CHECK_VM_TOP" /keep
+fi
 for d in /tmp /run /var/tmp; do
     [ -d $root$d ] && mount -t tmpfs -o mode=1777 tmpfs $root$d
 done
+if [ -n "$keep" ] && [ -d /keep/scripts ]; then
+    mkdir -p "$root$CHECK_VM_TOP" && mount -o bind /keep "$root$CHECK_VM_TOP"
+fi
 if [ -d $root/sys/kernel/debug ]; then
     mount -t debugfs debugfs $root/sys/kernel/debug 2>/dev/null
 fi
-. /check-vm.env
 [ -d "$root$CHECK_VM_TOP" ] ||
     fail "$CHECK_VM_TOP is not visible in the VM"
 if [ -d "$root$CHECK_VM_TOP/.cache" ]; then
