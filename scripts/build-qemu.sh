@@ -10,10 +10,7 @@ set -euo pipefail
 "$TOP/scripts/prepare-tree.sh" >/dev/null
 
 dir=$BUILD
-opts=(--python=/usr/bin/python3 --target-list=x86_64-softmmu
-      --disable-docs --disable-rust --disable-download --enable-slirp
-      --enable-kvm --enable-numa --disable-install-blobs
-      --firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu)
+opts=("${QEMU_CONFIGURE_OPTS[@]}")
 if [ "${1:-}" = --asan ]; then
     dir=$TREE/build-asan
     opts+=(--enable-asan --enable-ubsan --disable-werror)

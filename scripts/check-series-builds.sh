@@ -11,10 +11,7 @@ set -euo pipefail
 
 "$TOP/scripts/prepare-tree.sh" >/dev/null
 wt=$CACHE/series-tree
-git -C "$TREE" worktree remove --force "$wt" >/dev/null 2>&1 || true
-rm -rf "$wt"
-git -C "$TREE" worktree prune
-git -C "$TREE" worktree add -q --detach "$wt" qemu-gmem-base
+fresh_worktree "$wt"
 series_apply "$wt"
 head=$(git -C "$wt" rev-parse HEAD)
 bdir=$CACHE/series-build
@@ -24,10 +21,8 @@ for c in $(git -C "$wt" rev-list --reverse qemu-gmem-base..HEAD); do
     subj=$(git -C "$wt" log -1 --format=%s "$c")
     git -C "$wt" checkout -q "$c"
     if [ ! -f "$bdir/build.ninja" ]; then
-        (cd "$bdir" && "$wt/configure" --python=/usr/bin/python3 \
-            --target-list=x86_64-softmmu --disable-docs --disable-rust \
-            --disable-download --enable-slirp --enable-kvm --enable-numa \
-            --disable-install-blobs) > "$CACHE/series-configure.log" 2>&1 ||
+        (cd "$bdir" && "$wt/configure" "${QEMU_CONFIGURE_OPTS[@]}") \
+            > "$CACHE/series-configure.log" 2>&1 ||
             die "configure failed, see $CACHE/series-configure.log"
     fi
     targets="qemu-system-x86_64 tests/qtest/migration-test"

@@ -14,13 +14,6 @@ out=${EXPORT_DIR:-$CACHE/export}
 wt=$CACHE/export-tree
 check=$CACHE/export-check
 
-fresh_worktree() {
-    git -C "$TREE" worktree remove --force "$1" >/dev/null 2>&1 || true
-    rm -rf "$1"
-    git -C "$TREE" worktree prune
-    git -C "$TREE" worktree add -q --detach "$1" qemu-gmem-base
-}
-
 fresh_worktree "$wt"
 series_apply "$wt"
 

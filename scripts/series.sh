@@ -52,6 +52,14 @@ series_apply() {
     done < <(series_lines)
 }
 
+# fresh_worktree DIR: a new worktree of the prepared tree at the base.
+fresh_worktree() {
+    git -C "$TREE" worktree remove --force "$1" >/dev/null 2>&1 || true
+    rm -rf "$1"
+    git -C "$TREE" worktree prune
+    git -C "$TREE" worktree add -q --detach "$1" qemu-gmem-base
+}
+
 # series_sync_new_files DIR: copy the new files whose contents differ.
 series_sync_new_files() {
     local dir=$1 f
