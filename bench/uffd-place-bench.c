@@ -20,6 +20,11 @@
  *                  populated (MADV_POPULATE_WRITE) before, untimed: what
  *                  placement costs when the file is allocated up front
  *                                                           (MINOR)
+ *   stale-cont     memcpy into the alias + UFFDIO_CONTINUE, over pages that
+ *                  are in the page cache with other data but mapped in
+ *                  neither mapping (set up untimed): what QEMU's placement
+ *                  costs after a postcopy discard that keeps the page
+ *                  cache                                    (MINOR)
  *   pwrite-cont    pwrite(2) the data into the fd + UFFDIO_CONTINUE, the
  *                  alias-cont without the alias' own page fault; memfd
  *                  only (guest_memfd has no write(2): ESPIPE)  (MISSING)
@@ -57,47 +62,11 @@
 #include <linux/kvm.h>
 #include <linux/userfaultfd.h>
 
-/* guest_memfd UAPI missing from linux-libc-dev 6.1 (see gmem-probe.c) */
-#ifndef KVM_CAP_GUEST_MEMFD
-#define KVM_CAP_GUEST_MEMFD 234
-#endif
-#ifndef GUEST_MEMFD_FLAG_MMAP
-#define GUEST_MEMFD_FLAG_MMAP (1ULL << 0)
-#endif
-#ifndef GUEST_MEMFD_FLAG_INIT_SHARED
-#define GUEST_MEMFD_FLAG_INIT_SHARED (1ULL << 1)
-#endif
-struct bench_gmem_create {
-    uint64_t size;
-    uint64_t flags;
-    uint64_t reserved[6];
-};
-#define BENCH_CREATE_GUEST_MEMFD \
-    _IOWR(KVMIO, 0xd4, struct bench_gmem_create)
-#ifndef UFFD_USER_MODE_ONLY
-#define UFFD_USER_MODE_ONLY 1
-#endif
-#ifndef USERFAULTFD_IOC_NEW
-#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
-#endif
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
+#include "../probe/hostcaps.h"
 
 #define PAGE 4096UL
 #define DEFAULT_PAGES 20000
 #define DEFAULT_BATCH 64
-
-typedef enum {
-    BACK_MEMFD,
-    BACK_GMEM,
-    BACK__MAX,
-} Backing;
-
-static const char *const backing_name[] = {
-    [BACK_MEMFD] = "memfd",
-    [BACK_GMEM] = "gmem",
-};
 
 typedef enum {
     V_COPY,
@@ -107,6 +76,7 @@ typedef enum {
     V_FALLOC_CONT,
     V_POPULATE_CONT,
     V_PREALLOC_CONT,
+    V_STALE_CONT,
     V_PWRITE_CONT,
     V__MAX,
 } Variant;
@@ -126,6 +96,7 @@ static const struct {
                           false },
     [V_PREALLOC_CONT] = { "prealloc-cont", "MINOR", _UFFDIO_CONTINUE,
                           true },
+    [V_STALE_CONT] = { "stale-cont", "MINOR", _UFFDIO_CONTINUE, true },
     [V_PWRITE_CONT] = { "pwrite-cont", "MISSING", _UFFDIO_CONTINUE, true },
 };
 
@@ -156,8 +127,7 @@ static const char *const pin_name[] = {
 
 typedef struct {
     int vm_fd;
-    int uffd_flags;         /* extra flags userfaultfd(2) needs */
-    bool uffd_dev;          /* use /dev/userfaultfd */
+    UffdVia uffd_via;       /* how to get a userfaultfd here */
     size_t pages;
     size_t batch;
     bool json;
@@ -177,19 +147,6 @@ typedef struct {
     uint64_t ioctls;
 } Region;
 
-/* "Invalid argument (EINVAL)": strerror() text and the errno name */
-static const char *errtext(int err)
-{
-    static char buf[4][96];
-    static int slot;
-    const char *name = strerrorname_np(err);
-    char *b = buf[slot++ % 4];
-
-    snprintf(b, sizeof(buf[0]), "%s (%s)", strerror(err),
-             name ? name : "?");
-    return b;
-}
-
 static inline uint64_t now_ns(void)
 {
     struct timespec ts;
@@ -201,64 +158,21 @@ static inline uint64_t now_ns(void)
 /* ------------------------------------------------------------------ */
 /* Setup */
 
-static int uffd_open(Bench *bn, int *err)
-{
-    struct uffdio_api api = { .api = UFFD_API, .features = 0 };
-    int fd;
-
-    if (bn->uffd_dev) {
-        int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-
-        if (dev < 0) {
-            *err = errno;
-            return -1;
-        }
-        fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-        *err = errno;
-        close(dev);
-    } else {
-        fd = syscall(SYS_userfaultfd,
-                     O_CLOEXEC | O_NONBLOCK | bn->uffd_flags);
-        *err = errno;
-    }
-    if (fd < 0) {
-        return -1;
-    }
-    if (ioctl(fd, UFFDIO_API, &api) < 0) {
-        *err = errno;
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* Pick a way to get a userfaultfd; false with @why when there is none. */
 static bool uffd_choose(Bench *bn, char *why, size_t len)
 {
-    int fd, err, e1;
+    int fd, err[UFFD_VIA__MAX] = { 0 };
 
-    bn->uffd_dev = false;
-    bn->uffd_flags = 0;
-    fd = uffd_open(bn, &e1);
-    if (fd >= 0) {
-        close(fd);
-        return true;
-    }
-    bn->uffd_flags = UFFD_USER_MODE_ONLY;
-    fd = uffd_open(bn, &err);
-    if (fd >= 0) {
-        close(fd);
-        return true;
-    }
-    bn->uffd_flags = 0;
-    bn->uffd_dev = true;
-    fd = uffd_open(bn, &err);
-    if (fd >= 0) {
-        close(fd);
-        return true;
+    for (bn->uffd_via = 0; bn->uffd_via < UFFD_VIA__MAX; bn->uffd_via++) {
+        fd = uffd_new(bn->uffd_via, &err[bn->uffd_via]);
+        if (fd >= 0) {
+            close(fd);
+            return true;
+        }
     }
     snprintf(why, len, "no userfaultfd: userfaultfd(2): %s; "
-             "/dev/userfaultfd: %s", errtext(e1), errtext(err));
+             "/dev/userfaultfd: %s", errtext(err[UFFD_VIA_SYSCALL]),
+             errtext(err[UFFD_VIA_DEV]));
     return false;
 }
 
@@ -294,28 +208,10 @@ static bool region_open(Bench *bn, Backing b, size_t npages, Region *r,
     r->b = b;
     r->npages = npages;
 
-    if (b == BACK_MEMFD) {
-        step = "memfd_create";
-        r->fd = memfd_create("uffd-place-bench", MFD_CLOEXEC);
-        if (r->fd >= 0 && ftruncate(r->fd, size) < 0) {
-            step = "ftruncate";
-            err = errno;
-            close(r->fd);
-            r->fd = -1;
-            errno = err;
-        }
-    } else {
-        struct bench_gmem_create gc = {
-            .size = size,
-            .flags = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
-        };
-
-        step = "KVM_CREATE_GUEST_MEMFD(MMAP|INIT_SHARED)";
-        r->fd = bn->vm_fd < 0 ? (errno = ENODEV, -1)
-                : ioctl(bn->vm_fd, BENCH_CREATE_GUEST_MEMFD, &gc);
-    }
+    step = b == BACK_MEMFD ? "memfd_create+ftruncate"
+           : "KVM_CREATE_GUEST_MEMFD(MMAP|INIT_SHARED)";
+    r->fd = backing_open(b, bn->vm_fd, size, &err);
     if (r->fd < 0) {
-        err = errno;
         goto fail;
     }
     step = "mmap MAP_SHARED";
@@ -333,7 +229,7 @@ static bool region_open(Bench *bn, Backing b, size_t npages, Region *r,
         goto fail;
     }
     step = "userfaultfd";
-    r->uffd = uffd_open(bn, &err);
+    r->uffd = uffd_new(bn->uffd_via, &err);
     if (r->uffd < 0) {
         goto fail;
     }
@@ -401,6 +297,7 @@ static int place(Region *r, Variant v, size_t first, size_t n,
     }
     case V_ALIAS_CONT:
     case V_PREALLOC_CONT:
+    case V_STALE_CONT:
         for (k = 0; k < n; k++) {
             stamp(src + k * PAGE, first + k);
             memcpy(r->alias + (first + k) * PAGE, src + k * PAGE, PAGE);
@@ -443,6 +340,8 @@ static int place(Region *r, Variant v, size_t first, size_t n,
 /*
  * minor-cont: put the data into the page cache through the alias.
  * prealloc-cont: only allocate the pages and map them in the alias.
+ * stale-cont: fill the pages with other data, then unmap them from the
+ * alias (MADV_DONTNEED on a shared mapping keeps the page cache).
  */
 static int prefill(Region *r, Variant v, size_t npages, uint8_t *src)
 {
@@ -450,6 +349,11 @@ static int prefill(Region *r, Variant v, size_t npages, uint8_t *src)
 
     if (v == V_PREALLOC_CONT) {
         return madvise(r->alias, npages * PAGE, MADV_POPULATE_WRITE) < 0
+               ? errno : 0;
+    }
+    if (v == V_STALE_CONT) {
+        memset(r->alias, 0x5a, npages * PAGE);
+        return madvise(r->alias, npages * PAGE, MADV_DONTNEED) < 0
                ? errno : 0;
     }
     for (i = 0; i < npages; i++) {
@@ -677,18 +581,6 @@ static void row_fail(Row *row, const char *fmt, const char *what)
 
 static double floor_median;
 
-static void json_str(const char *s)
-{
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') {
-            putchar('\\');
-        }
-        putchar(*s);
-    }
-    putchar('"');
-}
-
 static void print_row(Bench *bn, Row *row)
 {
     double med = 0, p99 = 0, lo = 0, hi = 0;
@@ -834,7 +726,7 @@ static void run_one(Bench *bn, Backing b, Variant v, Mode m, size_t pages,
         region_close(&r);
         goto out;
     }
-    if (v == V_MINOR_CONT || v == V_PREALLOC_CONT) {
+    if (v == V_MINOR_CONT || v == V_PREALLOC_CONT || v == V_STALE_CONT) {
         err = prefill(&r, v, npages, src);
         if (err) {
             row_fail(row, "FAILED: prefill: %s", errtext(err));

@@ -38,43 +38,12 @@
 #include <linux/kvm.h>
 #include <linux/userfaultfd.h>
 
+#include "hostcaps.h"
+
 #ifdef HAVE_VALGRIND_H
 #include <valgrind/valgrind.h>
 #else
 #define RUNNING_ON_VALGRIND 0
-#endif
-
-/*
- * KVM guest_memfd UAPI (Linux 6.8, MMAP/INIT_SHARED flags 6.18).  Debian
- * bookworm's linux-libc-dev (6.1) has none of it, so it is defined here.
- * The ioctl takes a 64-byte struct; a private struct name avoids clashing
- * with struct kvm_create_guest_memfd where the system header has it.
- */
-#ifndef KVM_CAP_GUEST_MEMFD
-#define KVM_CAP_GUEST_MEMFD 234
-#endif
-#ifndef KVM_CAP_GUEST_MEMFD_FLAGS
-#define KVM_CAP_GUEST_MEMFD_FLAGS 244
-#endif
-#ifndef GUEST_MEMFD_FLAG_MMAP
-#define GUEST_MEMFD_FLAG_MMAP (1ULL << 0)
-#endif
-#ifndef GUEST_MEMFD_FLAG_INIT_SHARED
-#define GUEST_MEMFD_FLAG_INIT_SHARED (1ULL << 1)
-#endif
-
-struct probe_gmem_create {
-    uint64_t size;
-    uint64_t flags;
-    uint64_t reserved[6];
-};
-_Static_assert(sizeof(struct probe_gmem_create) == 64,
-               "struct kvm_create_guest_memfd is 64 bytes");
-#define PROBE_CREATE_GUEST_MEMFD \
-    _IOWR(KVMIO, 0xd4, struct probe_gmem_create)
-#ifdef KVM_CREATE_GUEST_MEMFD
-_Static_assert(PROBE_CREATE_GUEST_MEMFD == KVM_CREATE_GUEST_MEMFD,
-               "KVM_CREATE_GUEST_MEMFD matches the system header");
 #endif
 
 /*
@@ -95,20 +64,6 @@ _Static_assert(PROBE_CREATE_GUEST_MEMFD == KVM_CREATE_GUEST_MEMFD,
  * ambiguous and is reported as such.
  */
 #define PROBE_KVM_CAP_USERFAULT_V3 243
-
-/* userfaultfd UAPI bits newer than linux-libc-dev 6.1 (for decoding) */
-#ifndef _UFFDIO_MOVE
-#define _UFFDIO_MOVE (0x05)
-#endif
-#ifndef _UFFDIO_POISON
-#define _UFFDIO_POISON (0x08)
-#endif
-#ifndef UFFD_USER_MODE_ONLY
-#define UFFD_USER_MODE_ONLY 1
-#endif
-#ifndef USERFAULTFD_IOC_NEW
-#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
-#endif
 
 #define PAGE 4096UL
 #define REGION_PAGES 4
@@ -207,28 +162,6 @@ static void check_value(Check *c, uint64_t value)
     c->value = value;
 }
 
-/*
- * "EINVAL".  The symbolic name goes next to strerror()'s text because the
- * kernel's answers are documented (and tested) by errno name.
- */
-static const char *errname(int err)
-{
-    const char *name = strerrorname_np(err);
-
-    return name ? name : "?";
-}
-
-/* "Invalid argument (EINVAL)" */
-static const char *errtext(int err)
-{
-    static char buf[4][96];
-    static int slot;
-    char *b = buf[slot++ % 4];
-
-    snprintf(b, sizeof(buf[0]), "%s (%s)", strerror(err), errname(err));
-    return b;
-}
-
 /* ------------------------------------------------------------------ */
 /* Bit decoding */
 
@@ -284,22 +217,6 @@ static const char *const feature_names[] = {
 /* ------------------------------------------------------------------ */
 /* Host resources */
 
-typedef enum {
-    BACK_MEMFD,
-    BACK_GMEM,
-} Backing;
-
-static const char *const backing_name[] = {
-    [BACK_MEMFD] = "memfd",
-    [BACK_GMEM] = "gmem",
-};
-
-typedef enum {
-    UFFD_VIA_SYSCALL,
-    UFFD_VIA_SYSCALL_USER_ONLY,
-    UFFD_VIA_DEV,
-} UffdVia;
-
 typedef struct {
     int vm_fd;              /* -1 without a usable VM */
     bool kvm_ok;
@@ -320,103 +237,6 @@ typedef struct {
     char gmem_why[320];
     char uffd_why[320];
 } Probe;
-
-static int backing_open(Probe *p, Backing b, size_t size, int *err)
-{
-    int fd;
-
-    if (b == BACK_MEMFD) {
-        fd = memfd_create("gmem-probe", MFD_CLOEXEC);
-        if (fd < 0) {
-            *err = errno;
-            return -1;
-        }
-        if (ftruncate(fd, size) < 0) {
-            *err = errno;
-            close(fd);
-            return -1;
-        }
-        return fd;
-    } else {
-        struct probe_gmem_create gc = {
-            .size = size,
-            .flags = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
-        };
-
-        fd = ioctl(p->vm_fd, PROBE_CREATE_GUEST_MEMFD, &gc);
-        if (fd < 0) {
-            *err = errno;
-            return -1;
-        }
-        return fd;
-    }
-}
-
-static void *map_shared(int fd, size_t size, int *err)
-{
-    void *a = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-
-    if (a == MAP_FAILED) {
-        *err = errno;
-        return NULL;
-    }
-    return a;
-}
-
-static int uffd_syscall(int flags)
-{
-    return syscall(SYS_userfaultfd, flags);
-}
-
-static int uffd_dev(int flags, int *err)
-{
-    int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-    int fd;
-
-    if (dev < 0) {
-        *err = errno;
-        return -1;
-    }
-    fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
-    if (fd < 0) {
-        *err = errno;
-    }
-    close(dev);
-    return fd;
-}
-
-/* A new userfaultfd, API handshake done. */
-static int uffd_new(Probe *p, int *err)
-{
-    struct uffdio_api api = { .api = UFFD_API, .features = 0 };
-    int flags = O_CLOEXEC | O_NONBLOCK;
-    int fd;
-
-    switch (p->uffd_via) {
-    case UFFD_VIA_SYSCALL:
-        fd = uffd_syscall(flags);
-        break;
-    case UFFD_VIA_SYSCALL_USER_ONLY:
-        fd = uffd_syscall(flags | UFFD_USER_MODE_ONLY);
-        break;
-    default:
-        fd = uffd_dev(flags, err);
-        if (fd < 0) {
-            return -1;
-        }
-        break;
-    }
-    if (fd < 0) {
-        *err = errno;
-        return -1;
-    }
-    if (ioctl(fd, UFFDIO_API, &api) < 0) {
-        *err = errno;
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
 
 /* ------------------------------------------------------------------ */
 /* KVM and guest_memfd */
@@ -517,7 +337,7 @@ static void probe_gmem(Probe *p)
         check_add("gmem.create", ST_SKIP, true, 0, "no usable /dev/kvm");
         return;
     }
-    fd = backing_open(p, BACK_GMEM, REGION_SIZE, &err);
+    fd = backing_open(BACK_GMEM, p->vm_fd, REGION_SIZE, &err);
     if (fd < 0) {
         check_add("gmem.create", ST_FAIL, true, err,
                   "KVM_CREATE_GUEST_MEMFD(size %lu, MMAP|INIT_SHARED): %s",
@@ -600,7 +420,7 @@ static void probe_uffd(Probe *p)
     char names[512];
     Check *c;
 
-    fd = uffd_syscall(O_CLOEXEC | O_NONBLOCK);
+    fd = uffd_open_via(UFFD_VIA_SYSCALL, &e_sys);
     if (fd >= 0) {
         sys_ok = true;
         close(fd);
@@ -608,13 +428,10 @@ static void probe_uffd(Probe *p)
                   "userfaultfd(O_CLOEXEC|O_NONBLOCK): kernel and user "
                   "faults");
     } else {
-        e_sys = errno;
-        fd = uffd_syscall(O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+        fd = uffd_open_via(UFFD_VIA_SYSCALL_USER_ONLY, &e_user);
         if (fd >= 0) {
             user_ok = true;
             close(fd);
-        } else {
-            e_user = errno;
         }
         check_add("uffd.syscall", user_ok ? ST_OK : ST_FAIL, false,
                   user_ok ? 0 : e_user,
@@ -624,7 +441,7 @@ static void probe_uffd(Probe *p)
                                           : errtext(e_user));
     }
 
-    fd = uffd_dev(O_CLOEXEC | O_NONBLOCK, &e_dev);
+    fd = uffd_open_via(UFFD_VIA_DEV, &e_dev);
     if (fd >= 0) {
         dev_ok = true;
         close(fd);
@@ -653,13 +470,9 @@ static void probe_uffd(Probe *p)
         p->touch_syscall = false;
     }
 
-    fd = p->uffd_via == UFFD_VIA_DEV
-        ? uffd_dev(O_CLOEXEC | O_NONBLOCK, &e_dev)
-        : uffd_syscall(O_CLOEXEC | O_NONBLOCK |
-                       (p->uffd_via == UFFD_VIA_SYSCALL_USER_ONLY
-                        ? UFFD_USER_MODE_ONLY : 0));
+    fd = uffd_open_via(p->uffd_via, &e_dev);
     if (fd < 0 || ioctl(fd, UFFDIO_API, &api) < 0) {
-        int e = errno;
+        int e = fd < 0 ? e_dev : errno;
 
         check_add("uffd.api", ST_FAIL, true, e, "UFFDIO_API: %s",
                   errtext(e));
@@ -717,7 +530,7 @@ static bool try_register(Probe *p, Backing b, uint64_t mode,
     bool ok = false;
 
     *step = "create";
-    fd = backing_open(p, b, REGION_SIZE, err);
+    fd = backing_open(b, p->vm_fd, REGION_SIZE, err);
     if (fd < 0) {
         return false;
     }
@@ -728,7 +541,7 @@ static bool try_register(Probe *p, Backing b, uint64_t mode,
         return false;
     }
     *step = "userfaultfd";
-    uffd = uffd_new(p, err);
+    uffd = uffd_new(p->uffd_via, err);
     if (uffd >= 0) {
         *step = "UFFDIO_REGISTER";
         reg.range.start = (uintptr_t)a;
@@ -946,7 +759,7 @@ static bool run_fault_test(Probe *p, Backing b, FaultTest t, char *why,
     fill_pattern(want, t + 1 + 16 * b);
     fill_pattern(other, t + 101 + 16 * b);
 
-    fd = backing_open(p, b, REGION_SIZE, &err);
+    fd = backing_open(b, p->vm_fd, REGION_SIZE, &err);
     if (fd < 0) {
         snprintf(why, len, "create: %s", errtext(err));
         goto out;
@@ -957,7 +770,7 @@ static bool run_fault_test(Probe *p, Backing b, FaultTest t, char *why,
         snprintf(why, len, "mmap: %s", errtext(err));
         goto out;
     }
-    uffd = uffd_new(p, &err);
+    uffd = uffd_new(p->uffd_via, &err);
     if (uffd < 0) {
         snprintf(why, len, "userfaultfd: %s", errtext(err));
         goto out;
@@ -1216,23 +1029,6 @@ static const char *const reason_code[] = {
     [EXIT_GMEM_UFFD_REFUSED] = "guest-memfd-uffd-refused",
     [EXIT_GMEM_FAULT_FAILED] = "guest-memfd-fault-test-failed",
 };
-
-static void json_str(const char *s)
-{
-    putchar('"');
-    for (; *s; s++) {
-        unsigned char ch = *s;
-
-        if (ch == '"' || ch == '\\') {
-            printf("\\%c", ch);
-        } else if (ch < 0x20) {
-            printf("\\u%04x", ch);
-        } else {
-            putchar(ch);
-        }
-    }
-    putchar('"');
-}
 
 static void print_json(Probe *p, const char *kernel, int status,
                        const char *reason)

@@ -33,7 +33,7 @@ UFFDIO_CONTINUE_BIT = 1 << 7
 UFFD_FEATURE_MINOR_SHMEM = 1 << 10
 FAULT_TESTS = ("missing_copy", "minor_continue", "missing_alias_continue",
                "copy_eexist")
-BENCH_ROWS = 8 * 3     # variants x modes per backing
+BENCH_ROWS = 9 * 3     # variants x modes per backing
 ABSENT_ERRNOS = ("ENOENT", "ENODEV", "ENXIO", "ENOSYS", "EACCES", "EPERM")
 
 

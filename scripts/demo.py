@@ -156,15 +156,21 @@ def set_caps(vm, caps):
         {"capability": c, "state": True} for c in caps])
 
 
-def migrate(work, label, backend_src, backend_dst, postcopy, minor=False):
-    """Run one migration; return (ok, report dict or refusal text)."""
+def migrate(work, label, backend_src, backend_dst, postcopy, minor=False,
+            trace=True):
+    """Run one migration; return (ok, report dict or refusal text).
+
+    With trace, the destination logs the minor placement trace events,
+    from which the fault counts are reported; that costs a write(2) per
+    placed page, so benchmarks turn it off.
+    """
     for f in os.listdir(work):
         if f != "bootsect":
             os.unlink(os.path.join(work, f))
     src = VM(work, "source", backend_src)
     dst = None
     try:
-        dst = VM(work, "target", backend_dst, incoming=True, trace=True)
+        dst = VM(work, "target", backend_dst, incoming=True, trace=trace)
         # The guest prints 'A' once, then 'B' after every pass over its
         # 100 MiB: wait until it is really dirtying memory (a pass takes
         # about 20 s on this project's machines).
@@ -230,6 +236,8 @@ def migrate(work, label, backend_src, backend_dst, postcopy, minor=False):
                 p99_bucket(dist)
         dst.stop()
         if not postcopy:
+            return status == "running", report
+        if not trace:
             return status == "running", report
         trace = open(dst.trace).read() if os.path.exists(dst.trace) else ""
         report["placed with UFFDIO_CONTINUE"] = len(

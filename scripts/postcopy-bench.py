@@ -37,6 +37,10 @@ KEYS = [("total-time ms", "total ms"),
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--trace", action="store_true",
+                    help="log the minor placement trace events on the "
+                    "destination as the demo does (a write(2) per placed "
+                    "page, which only the minor variants pay)")
     args = ap.parse_args()
 
     import tempfile
@@ -50,7 +54,7 @@ def main():
                 continue
             demo.say(f"run {run + 1}/{args.runs}: {name}")
             ok, rep = demo.migrate(work, name, backend, backend, True,
-                                   minor=minor)
+                                   minor=minor, trace=args.trace)
             if isinstance(rep, str):
                 skipped[name] = rep
                 continue

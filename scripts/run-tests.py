@@ -46,10 +46,11 @@ PROJECT = [
 ]
 # Postcopy driven over qtest, no guest CPU: seconds each, also nested.
 PQ = [MIG + "postcopy/qtest/" + t for t in (
-    "anon/random", "minor/sequential", "minor/reverse", "minor/random",
-    "minor/race", "minor/preempt-race", "minor/recovery",
+    "anon/random", "anon/rewrite", "minor/sequential", "minor/reverse",
+    "minor/random", "minor/race", "minor/preempt-race", "minor/recovery",
+    "minor/rewrite", "minor/rewrite-preempt-race",
     "guest-memfd/random", "guest-memfd/race", "guest-memfd/preempt-race",
-    "guest-memfd/recovery")]
+    "guest-memfd/recovery", "guest-memfd/rewrite")]
 PROJECT.append(("postcopy qtest", "migration-test", PQ))
 # What runs inside the nested VM (scripts/check-vm.sh): no guest CPU.
 VM = [
@@ -58,6 +59,7 @@ VM = [
     ("postcopy qtest", "migration-test",
      [p for p in PQ if p.endswith(("anon/random", "minor/random",
                                    "minor/race", "minor/recovery",
+                                   "minor/rewrite",
                                    "guest-memfd/random", "guest-memfd/race",
                                    "guest-memfd/recovery"))]),
 ]

@@ -14,6 +14,11 @@
  * fault handling, its races with page placement and recovery are driven
  * deterministically and in seconds, also inside a nested VM.  Every page
  * is checked, during postcopy and again once it has completed.
+ *
+ * The "rewrite" tests let precopy send the first part of RAM, then change
+ * it on the source, a third of its pages to zeroes, so that postcopy
+ * starts by discarding pages the destination holds and has to replace
+ * them with data and zero pages.
  */
 
 #include "qemu/osdep.h"
@@ -30,6 +35,14 @@
 #define PQ_PAGE      4096
 #define PQ_PAGES     ((PQ_END - PQ_START) / PQ_PAGE)
 #define PQ_CHUNK     (1024 * 1024)
+
+/*
+ * The rewrite tests: precopy at 16 MiB/s, and once 24 MiB have gone, the
+ * first PQ_REWRITE_PAGES pages (16 MiB) have surely been sent.
+ */
+#define PQ_REWRITE_BW (16 * 1024 * 1024)
+#define PQ_REWRITE_SENT (24 * 1024 * 1024)
+#define PQ_REWRITE_PAGES (16 * 1024 * 1024 / PQ_PAGE)
 
 /* 8 MiB/s: 64 MiB take seconds to stream, so most reads fault */
 #define PQ_SLOW (8 * 1024 * 1024)
@@ -57,6 +70,7 @@ typedef struct {
     uint64_t postcopy_bandwidth;
     bool preempt;
     bool recover;           /* pause and recover after a few reads */
+    bool rewrite;           /* change sent pages before postcopy starts */
 } PQArgs;
 
 static uint64_t pq_word(uint64_t page, uint64_t i)
@@ -73,6 +87,25 @@ static void pq_fill(uint8_t *buf)
         for (i = 0; i < PQ_PAGE / 8; i++) {
             w[p * (PQ_PAGE / 8) + i] = pq_word(p, i);
         }
+    }
+}
+
+/*
+ * Change the first PQ_REWRITE_PAGES pages on the source, and in @want:
+ * every third page becomes zeroes, the others a new pattern.
+ */
+static void pq_rewrite(QTestState *from, uint8_t *want)
+{
+    uint64_t *w = (uint64_t *)want;
+    uint64_t p, i;
+
+    for (p = 0; p < PQ_REWRITE_PAGES; p++) {
+        for (i = 0; i < PQ_PAGE / 8; i++) {
+            w[p * (PQ_PAGE / 8) + i] = p % 3 ? ~pq_word(p, i) : 0;
+        }
+    }
+    for (p = 0; p < PQ_REWRITE_PAGES * PQ_PAGE; p += PQ_CHUNK) {
+        qtest_bufwrite(from, PQ_START + p, want + p, PQ_CHUNK);
     }
 }
 
@@ -174,13 +207,23 @@ static void pq_run(PQArgs *a)
         migrate_set_capability(from, "postcopy-preempt", true);
         migrate_set_capability(to, "postcopy-preempt", true);
     }
-    /* Precopy barely starts: nearly every page comes during postcopy */
-    migrate_set_parameter_int(from, "max-bandwidth", 1024 * 1024);
+    /*
+     * Precopy barely starts: nearly every page comes during postcopy.
+     * Or, to rewrite, it gets far enough.
+     */
+    migrate_set_parameter_int(from, "max-bandwidth",
+                              a->rewrite ? PQ_REWRITE_BW : 1024 * 1024);
     migrate_set_parameter_int(from, "max-postcopy-bandwidth",
                               a->postcopy_bandwidth);
     migrate_incoming_qmp(to, "tcp:127.0.0.1:0", NULL, "{}");
     migrate_qmp(from, to, NULL, NULL, "{}");
     wait_for_migration_status(from, "active", NULL);
+    if (a->rewrite) {
+        while (read_ram_property_int(from, "transferred") < PQ_REWRITE_SENT) {
+            g_usleep(10 * 1000);
+        }
+        pq_rewrite(from, want);
+    }
     qtest_qmp_assert_success(from, "{ 'execute': 'migrate-start-postcopy' }");
     wait_for_migration_status(from, "postcopy-active", NULL);
 
@@ -241,6 +284,13 @@ PQ_TEST(minor_preempt_race, .mem_type = MEM_TYPE_MEMFD, .minor_cap = true,
         .order = PQ_RANDOM, .postcopy_bandwidth = 0, .preempt = true)
 PQ_TEST(minor_recovery, .mem_type = MEM_TYPE_MEMFD, .minor_cap = true,
         .order = PQ_RANDOM, .postcopy_bandwidth = PQ_TRICKLE, .recover = true)
+PQ_TEST(anon_rewrite, .mem_type = MEM_TYPE_ANON, .order = PQ_RANDOM,
+        .postcopy_bandwidth = PQ_SLOW, .rewrite = true)
+PQ_TEST(minor_rewrite, .mem_type = MEM_TYPE_MEMFD, .minor_cap = true,
+        .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW, .rewrite = true)
+PQ_TEST(minor_rewrite_race, .mem_type = MEM_TYPE_MEMFD, .minor_cap = true,
+        .order = PQ_RANDOM, .postcopy_bandwidth = 0, .rewrite = true,
+        .preempt = true)
 PQ_TEST(gmem_random, .mem_type = MEM_TYPE_GUEST_MEMFD,
         .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW)
 PQ_TEST(gmem_race, .mem_type = MEM_TYPE_GUEST_MEMFD,
@@ -249,6 +299,8 @@ PQ_TEST(gmem_preempt_race, .mem_type = MEM_TYPE_GUEST_MEMFD,
         .order = PQ_RANDOM, .postcopy_bandwidth = 0, .preempt = true)
 PQ_TEST(gmem_recovery, .mem_type = MEM_TYPE_GUEST_MEMFD,
         .order = PQ_RANDOM, .postcopy_bandwidth = PQ_TRICKLE, .recover = true)
+PQ_TEST(gmem_rewrite, .mem_type = MEM_TYPE_GUEST_MEMFD,
+        .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW, .rewrite = true)
 
 void migration_test_add_postcopy_qtest(MigrationTestEnv *env)
 {
@@ -257,16 +309,20 @@ void migration_test_add_postcopy_qtest(MigrationTestEnv *env)
         void (*fn)(void);
     } tests[] = {
         { "anon/random", test_pq_anon_random },
+        { "anon/rewrite", test_pq_anon_rewrite },
         { "minor/sequential", test_pq_minor_sequential },
         { "minor/reverse", test_pq_minor_reverse },
         { "minor/random", test_pq_minor_random },
         { "minor/race", test_pq_minor_race },
         { "minor/preempt-race", test_pq_minor_preempt_race },
         { "minor/recovery", test_pq_minor_recovery },
+        { "minor/rewrite", test_pq_minor_rewrite },
+        { "minor/rewrite-preempt-race", test_pq_minor_rewrite_race },
         { "guest-memfd/random", test_pq_gmem_random },
         { "guest-memfd/race", test_pq_gmem_race },
         { "guest-memfd/preempt-race", test_pq_gmem_preempt_race },
         { "guest-memfd/recovery", test_pq_gmem_recovery },
+        { "guest-memfd/rewrite", test_pq_gmem_rewrite },
     };
     size_t i;
 
