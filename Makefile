@@ -45,7 +45,7 @@ bench: qemu tools
 	$(S)/postcopy-bench.py
 
 stress: qemu tools
-	$(S)/run-tests.sh --suite stress
+	$(S)/run-tests.sh --suite stress $(if $(ONLY),--only "$(ONLY)")
 
 # QEMU with ASan and UBSan in its own build folder; any report fails.
 check-asan: deps tools

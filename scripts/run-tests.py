@@ -46,11 +46,15 @@ PROJECT = [
 ]
 # Postcopy driven over qtest, no guest CPU: seconds each, also nested.
 PQ = [MIG + "postcopy/qtest/" + t for t in (
-    "anon/random", "anon/rewrite", "minor/sequential", "minor/reverse",
-    "minor/random", "minor/race", "minor/preempt-race", "minor/recovery",
-    "minor/rewrite", "minor/rewrite-preempt-race",
+    "anon/random", "anon/rewrite", "anon/two-readers", "minor/sequential",
+    "minor/reverse", "minor/random", "minor/race", "minor/preempt-race",
+    "minor/recovery", "minor/rewrite", "minor/rewrite-preempt-race",
+    "minor/two-readers", "minor/two-readers-preempt",
+    "hugetlb/random", "minor/hugetlb-random", "minor/hugetlb-preempt-race",
+    "minor/hugetlb-rewrite",
     "guest-memfd/random", "guest-memfd/race", "guest-memfd/preempt-race",
-    "guest-memfd/recovery", "guest-memfd/rewrite")]
+    "guest-memfd/recovery", "guest-memfd/rewrite",
+    "guest-memfd/two-readers")]
 PROJECT.append(("postcopy qtest", "migration-test", PQ))
 # What runs inside the nested VM (scripts/check-vm.sh): no guest CPU.
 VM = [
@@ -59,9 +63,11 @@ VM = [
     ("postcopy qtest", "migration-test",
      [p for p in PQ if p.endswith(("anon/random", "minor/random",
                                    "minor/race", "minor/recovery",
-                                   "minor/rewrite",
+                                   "minor/rewrite", "minor/two-readers",
+                                   "minor/hugetlb-rewrite",
                                    "guest-memfd/random", "guest-memfd/race",
-                                   "guest-memfd/recovery"))]),
+                                   "guest-memfd/recovery",
+                                   "guest-memfd/two-readers"))]),
 ]
 # Every qtest-driven postcopy test 20 times in a row (make stress).
 STRESS = [("postcopy qtest x20", "migration-test",
@@ -79,6 +85,49 @@ ASAN = [
 SUITES = {"host": ["tools"] + UPSTREAM + PROJECT, "vm": ["tools"] + VM,
           "project": ["tools"] + PROJECT, "upstream": UPSTREAM,
           "stress": STRESS, "asan": ASAN}
+
+# The hugetlb tests need both sides' 64 MiB of RAM in free 2 MiB pages.
+HUGEPAGES = "/sys/kernel/mm/hugepages/hugepages-2048kB"
+HUGEPAGES_NEEDED = 64
+
+
+def reserve_hugepages(items):
+    """Make HUGEPAGES_NEEDED 2 MiB pages free for the hugetlb tests in
+    @items, where the host has none to spare and we may add them (root).
+    Returns a function that gives back what was added."""
+    def nothing():
+        pass
+
+    if not any("hugetlb" in p for item in items if item != "tools"
+               for p in item[2]):
+        return nothing
+    try:
+        with open(f"{HUGEPAGES}/free_hugepages") as f:
+            free = int(f.read())
+        with open(f"{HUGEPAGES}/nr_hugepages") as f:
+            total = int(f.read())
+    except OSError as e:
+        print(f"hugetlb tests: no 2 MiB huge pages on this kernel ({e})")
+        return nothing
+    if free >= HUGEPAGES_NEEDED or os.geteuid() != 0:
+        return nothing
+    want = total + HUGEPAGES_NEEDED - free
+
+    def set_total(n):
+        with open(f"{HUGEPAGES}/nr_hugepages", "w") as f:
+            f.write(f"{n}\n")
+
+    try:
+        set_total(want)
+        with open(f"{HUGEPAGES}/nr_hugepages") as f:
+            got = int(f.read())
+    except OSError as e:
+        print(f"hugetlb tests: cannot reserve huge pages ({e})")
+        return nothing
+    print(f"hugetlb tests: 2 MiB huge pages {total} -> {got} "
+          f"(asked for {want}); given back at the end", flush=True)
+    return lambda: set_total(total)
+
 
 TAP_RE = re.compile(r"^(not ok|ok)\b\s*\d*\s*-?\s*(.*?)\s*(#\s*(SKIP|TODO)\b\s*(.*))?$",
                     re.IGNORECASE)
@@ -161,6 +210,39 @@ def tools_tests(builddir):
     return json.loads(out)
 
 
+def suite_items(args):
+    """The suite's items, with --only applied to their test paths"""
+    for item in SUITES[args.suite]:
+        if args.only is None:
+            yield item
+        elif item != "tools":
+            paths = [p for p in item[2] if args.only in p]
+            if paths:
+                yield (item[0], item[1], paths)
+
+
+def run_suite(args, counts, env, log):
+    for item in suite_items(args):
+        if item == "tools":
+            if not os.path.isdir(args.tools_build):
+                counts.add("fail", "project tools", "not built")
+                continue
+            for t in tools_tests(args.tools_build):
+                tenv = dict(env)
+                tenv.update(t.get("env") or {})
+                run_tap(f"tools {t['name']}", t["cmd"], tenv, counts,
+                        args.timeout, log)
+            continue
+        label, binary, paths = item
+        cmd = [os.path.join(args.build, "tests", "qtest", binary), "--tap",
+               "-k"]
+        if binary == "migration-test":
+            cmd.append("--full")
+        for p in paths or [None]:
+            run_tap(label, cmd + (["-p", p] if p else []), env, counts,
+                    args.timeout, log)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--suite", default="host", choices=sorted(SUITES))
@@ -169,6 +251,8 @@ def main():
                     default=os.path.join(CACHE, "tools-build"))
     ap.add_argument("--timeout", type=int, default=600)
     ap.add_argument("--log", default=None)
+    ap.add_argument("--only", default=None, metavar="TEXT",
+                    help="run only the test paths that contain TEXT")
     args = ap.parse_args()
 
     logpath = args.log or os.path.join(
@@ -178,27 +262,13 @@ def main():
     env = dict(os.environ)
     env["QTEST_QEMU_BINARY"] = qemu
     env.setdefault("MALLOC_PERTURB_", "0")
+    give_back = reserve_hugepages(list(suite_items(args)))
     with open(logpath, "w") as log:
         print(f"suite {args.suite}; full output in {logpath}", flush=True)
-        for item in SUITES[args.suite]:
-            if item == "tools":
-                if not os.path.isdir(args.tools_build):
-                    counts.add("fail", "project tools", "not built")
-                    continue
-                for t in tools_tests(args.tools_build):
-                    tenv = dict(env)
-                    tenv.update(t.get("env") or {})
-                    run_tap(f"tools {t['name']}", t["cmd"], tenv, counts,
-                            args.timeout, log)
-                continue
-            label, binary, paths = item
-            cmd = [os.path.join(args.build, "tests", "qtest", binary), "--tap",
-                   "-k"]
-            if binary == "migration-test":
-                cmd.append("--full")
-            for p in paths or [None]:
-                run_tap(label, cmd + (["-p", p] if p else []), env, counts,
-                        args.timeout, log)
+        try:
+            run_suite(args, counts, env, log)
+        finally:
+            give_back()
     if counts.failures:
         print("failed:")
         for f in counts.failures:

@@ -19,9 +19,24 @@
  * it on the source, a third of its pages to zeroes, so that postcopy
  * starts by discarding pages the destination holds and has to replace
  * them with data and zero pages.
+ *
+ * The "hugetlb" tests do the same on memfd RAM in 2 MiB hugetlbfs pages,
+ * with minor placement and, as the reference, with UFFDIO_COPY; they need
+ * 64 free 2 MiB pages on the host.
+ *
+ * qtest is served by the main thread, one command at a time, so a second
+ * reader has to be a thread of QEMU's own: the "two-readers" tests run a
+ * detached dump-guest-memory on the destination, which reads all of RAM
+ * in its dump thread, in the same order and at the same time as the
+ * qtest reader.  Whichever of the two is ahead faults on a page first and
+ * the other one faults on the same page while it is being requested or
+ * placed, which is where a placement that woke only one waiter, or mapped
+ * a page before its contents were complete, would show.  The dump is
+ * checked against the pattern as well.
  */
 
 #include "qemu/osdep.h"
+#include "elf.h"
 #include "libqtest.h"
 #include "migration/framework.h"
 #include "migration/migration-qmp.h"
@@ -74,6 +89,8 @@ typedef struct {
     bool preempt;
     bool recover;           /* pause and recover after a few reads */
     bool rewrite;           /* change sent pages before postcopy starts */
+    bool dump;              /* a second reader: dump-guest-memory */
+    bool hugetlb;           /* memfd in 2 MiB hugetlbfs pages */
 } PQArgs;
 
 static uint64_t pq_word(uint64_t page, uint64_t i)
@@ -126,6 +143,26 @@ static const char *pq_backend(MemType type)
     }
 }
 
+#define PQ_HUGEPAGES "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages"
+
+/* Both sides' RAM in 2 MiB pages, or a reason to skip */
+static char *pq_hugepages_missing(void)
+{
+    g_autofree char *text = NULL;
+    uint64_t need = 2 * PQ_RAM_MB / 2, have = 0;
+
+    if (g_file_get_contents(PQ_HUGEPAGES, &text, NULL, NULL)) {
+        have = g_ascii_strtoull(text, NULL, 10);
+    }
+    if (have >= need) {
+        return NULL;
+    }
+    return g_strdup_printf("needs %" PRIu64 " free 2 MiB huge pages, the "
+                           "host has %" PRIu64 " (%s; scripts/run-tests.py "
+                           "reserves them when run as root)", need, have,
+                           PQ_HUGEPAGES);
+}
+
 static QTestState *pq_start(PQArgs *a, bool incoming)
 {
     g_autoptr(QList) caps = qlist_new();
@@ -133,10 +170,11 @@ static QTestState *pq_start(PQArgs *a, bool incoming)
 
     qlist_append_str(caps, "oob");
     args = g_strdup_printf("-machine q35 -m %dM "
-                           "-object %s,id=mem,size=%dM "
+                           "-object %s%s,id=mem,size=%dM "
                            "-machine memory-backend=mem %s",
-                           PQ_RAM_MB, pq_backend(a->mem_type), PQ_RAM_MB,
-                           incoming ? "-incoming defer" : "");
+                           PQ_RAM_MB, pq_backend(a->mem_type),
+                           a->hugetlb ? ",hugetlb=on,hugetlbsize=2M" : "",
+                           PQ_RAM_MB, incoming ? "-incoming defer" : "");
     return qtest_init_ext(NULL, args, caps, true);
 }
 
@@ -169,12 +207,103 @@ static void pq_recover(QTestState *from, QTestState *to, const char *dir)
     migrate_set_parameter_int(from, "max-postcopy-bandwidth", 0);
 }
 
+static bool pq_running(QTestState *qts)
+{
+    QDict *rsp = qtest_qmp_assert_success_ref(qts,
+                                              "{ 'execute': 'query-status' }");
+    bool running = qdict_get_bool(rsp, "running");
+
+    qobject_unref(rsp);
+    return running;
+}
+
+/*
+ * The second reader: dump all of the destination's RAM in a thread.  Not
+ * before the destination runs: dump-guest-memory refuses an incoming VM.
+ */
+static void pq_dump_start(QTestState *to, const char *path)
+{
+    g_autofree char *protocol = g_strdup_printf("file:%s", path);
+
+    while (!pq_running(to)) {
+        g_usleep(10 * 1000);
+    }
+    qtest_qmp_assert_success(to, "{ 'execute': 'dump-guest-memory',"
+                             "  'arguments': { 'paging': false,"
+                             "                 'protocol': %s,"
+                             "                 'detach': true } }",
+                             protocol);
+}
+
+/* Wait for the dump to complete, and check every page of it */
+static void pq_dump_check(QTestState *to, const char *path,
+                          const uint8_t *want)
+{
+    g_autofree char *buf = NULL;
+    g_autoptr(GError) err = NULL;
+    const Elf64_Ehdr *eh;
+    gsize len;
+    uint64_t p;
+
+    for (;;) {
+        QDict *rsp = qtest_qmp_assert_success_ref(to,
+                                        "{ 'execute': 'query-dump' }");
+        g_autofree char *status = g_strdup(qdict_get_str(rsp, "status"));
+
+        qobject_unref(rsp);
+        if (!strcmp(status, "completed")) {
+            break;
+        }
+        g_assert_cmpstr(status, ==, "active");
+        g_usleep(20 * 1000);
+    }
+
+    g_assert_true(g_file_get_contents(path, &buf, &len, &err));
+    unlink(path);
+    g_assert_cmpuint(len, >=, sizeof(*eh));
+    eh = (const Elf64_Ehdr *)buf;
+    g_assert_cmpmem(eh->e_ident, SELFMAG, ELFMAG, SELFMAG);
+    g_assert_cmpuint(eh->e_ident[EI_CLASS], ==, ELFCLASS64);
+    g_assert_cmpuint(eh->e_phoff + (uint64_t)eh->e_phnum * sizeof(Elf64_Phdr),
+                     <=, len);
+
+    for (p = 0; p < PQ_PAGES; p++) {
+        uint64_t addr = PQ_START + p * PQ_PAGE;
+        const uint8_t *got = NULL;
+        unsigned i;
+
+        for (i = 0; i < eh->e_phnum && !got; i++) {
+            const Elf64_Phdr *ph =
+                (const Elf64_Phdr *)(buf + eh->e_phoff) + i;
+
+            if (ph->p_type == PT_LOAD && addr >= ph->p_paddr &&
+                addr + PQ_PAGE <= ph->p_paddr + ph->p_filesz) {
+                g_assert_cmpuint(ph->p_offset + ph->p_filesz, <=, len);
+                got = (const uint8_t *)buf + ph->p_offset +
+                      (addr - ph->p_paddr);
+            }
+        }
+        if (!got) {
+            g_test_message("page %" PRIu64 " (0x%" PRIx64 ") not in the dump",
+                           p, addr);
+            g_assert_not_reached();
+        }
+        if (memcmp(got, want + p * PQ_PAGE, PQ_PAGE)) {
+            g_test_message("page %" PRIu64 " (0x%" PRIx64 ") differs in the "
+                           "dump", p, addr);
+            g_assert_not_reached();
+        }
+    }
+}
+
 static void pq_run(PQArgs *a)
 {
     MigrationTestEnv *env = migration_get_env();
     g_autofree uint8_t *want = g_malloc(PQ_END - PQ_START);
     g_autofree uint64_t *order = g_new(uint64_t, PQ_PAGES);
     g_autoptr(GRand) rand = g_rand_new_with_seed(0x5eed);
+    g_autofree char *dump_path = NULL;
+    g_autofree char *no_hugepages = NULL;
     QTestState *from, *to;
     uint64_t i, off;
 
@@ -189,6 +318,14 @@ static void pq_run(PQArgs *a)
         }
         if (!env->has_guest_memfd_uffd) {
             g_test_skip(env->guest_memfd_uffd_skip);
+            return;
+        }
+    }
+    if (a->hugetlb) {
+        g_assert(a->mem_type == MEM_TYPE_MEMFD);
+        no_hugepages = pq_hugepages_missing();
+        if (no_hugepages) {
+            g_test_skip(no_hugepages);
             return;
         }
     }
@@ -243,11 +380,18 @@ static void pq_run(PQArgs *a)
         }
     }
 
+    if (a->dump) {
+        dump_path = g_strdup_printf("%s/pq-dump", env->tmpfs);
+        pq_dump_start(to, dump_path);
+    }
     for (i = 0; i < PQ_PAGES; i++) {
         if (a->recover && i == PQ_BEFORE_PAUSE) {
             pq_recover(from, to, env->tmpfs);
         }
         pq_check_page(to, want, order[i]);
+    }
+    if (a->dump) {
+        pq_dump_check(to, dump_path, want);
     }
 
     migrate_set_parameter_int(from, "max-postcopy-bandwidth", 0);
@@ -295,6 +439,23 @@ PQ_TEST(minor_rewrite, .mem_type = MEM_TYPE_MEMFD, .minor_cap = true,
 PQ_TEST(minor_rewrite_race, .mem_type = MEM_TYPE_MEMFD, .minor_cap = true,
         .order = PQ_RANDOM, .postcopy_bandwidth = 0, .rewrite = true,
         .preempt = true)
+PQ_TEST(anon_two_readers, .mem_type = MEM_TYPE_ANON,
+        .order = PQ_SEQUENTIAL, .postcopy_bandwidth = PQ_SLOW, .dump = true)
+PQ_TEST(minor_two_readers, .mem_type = MEM_TYPE_MEMFD, .minor_cap = true,
+        .order = PQ_SEQUENTIAL, .postcopy_bandwidth = PQ_SLOW, .dump = true)
+PQ_TEST(minor_two_readers_preempt, .mem_type = MEM_TYPE_MEMFD,
+        .minor_cap = true, .order = PQ_SEQUENTIAL,
+        .postcopy_bandwidth = PQ_SLOW, .dump = true, .preempt = true)
+PQ_TEST(hugetlb_random, .mem_type = MEM_TYPE_MEMFD, .hugetlb = true,
+        .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW)
+PQ_TEST(minor_hugetlb_random, .mem_type = MEM_TYPE_MEMFD, .hugetlb = true,
+        .minor_cap = true, .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW)
+PQ_TEST(minor_hugetlb_preempt_race, .mem_type = MEM_TYPE_MEMFD,
+        .hugetlb = true, .minor_cap = true, .order = PQ_RANDOM,
+        .postcopy_bandwidth = 0, .preempt = true)
+PQ_TEST(minor_hugetlb_rewrite, .mem_type = MEM_TYPE_MEMFD, .hugetlb = true,
+        .minor_cap = true, .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW,
+        .rewrite = true)
 PQ_TEST(gmem_random, .mem_type = MEM_TYPE_GUEST_MEMFD,
         .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW)
 PQ_TEST(gmem_race, .mem_type = MEM_TYPE_GUEST_MEMFD,
@@ -305,6 +466,8 @@ PQ_TEST(gmem_recovery, .mem_type = MEM_TYPE_GUEST_MEMFD,
         .order = PQ_RANDOM, .postcopy_bandwidth = PQ_TRICKLE, .recover = true)
 PQ_TEST(gmem_rewrite, .mem_type = MEM_TYPE_GUEST_MEMFD,
         .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW, .rewrite = true)
+PQ_TEST(gmem_two_readers, .mem_type = MEM_TYPE_GUEST_MEMFD,
+        .order = PQ_SEQUENTIAL, .postcopy_bandwidth = PQ_SLOW, .dump = true)
 
 void migration_test_add_postcopy_qtest(MigrationTestEnv *env)
 {
@@ -314,6 +477,7 @@ void migration_test_add_postcopy_qtest(MigrationTestEnv *env)
     } tests[] = {
         { "anon/random", test_pq_anon_random },
         { "anon/rewrite", test_pq_anon_rewrite },
+        { "anon/two-readers", test_pq_anon_two_readers },
         { "minor/sequential", test_pq_minor_sequential },
         { "minor/reverse", test_pq_minor_reverse },
         { "minor/random", test_pq_minor_random },
@@ -322,11 +486,18 @@ void migration_test_add_postcopy_qtest(MigrationTestEnv *env)
         { "minor/recovery", test_pq_minor_recovery },
         { "minor/rewrite", test_pq_minor_rewrite },
         { "minor/rewrite-preempt-race", test_pq_minor_rewrite_race },
+        { "minor/two-readers", test_pq_minor_two_readers },
+        { "minor/two-readers-preempt", test_pq_minor_two_readers_preempt },
+        { "hugetlb/random", test_pq_hugetlb_random },
+        { "minor/hugetlb-random", test_pq_minor_hugetlb_random },
+        { "minor/hugetlb-preempt-race", test_pq_minor_hugetlb_preempt_race },
+        { "minor/hugetlb-rewrite", test_pq_minor_hugetlb_rewrite },
         { "guest-memfd/random", test_pq_gmem_random },
         { "guest-memfd/race", test_pq_gmem_race },
         { "guest-memfd/preempt-race", test_pq_gmem_preempt_race },
         { "guest-memfd/recovery", test_pq_gmem_recovery },
         { "guest-memfd/rewrite", test_pq_gmem_rewrite },
+        { "guest-memfd/two-readers", test_pq_gmem_two_readers },
     };
     size_t i;
 
