@@ -43,6 +43,7 @@ export: deps
 bench: qemu tools
 	.cache/tools-build/uffd-place-bench
 	$(S)/postcopy-bench.py
+	$(S)/postcopy-bench.py --qtest --runs 5
 
 stress: qemu tools
 	$(S)/run-tests.sh --suite stress $(if $(ONLY),--only "$(ONLY)")

@@ -21,7 +21,7 @@
 # MODULES  with a bzImage only: its lib/modules/<ver> folder (as written by
 #          `make modules_install`); without it every driver the harness
 #          needs must be built in.
-# TIMEOUT  seconds for the whole VM run, boot included (default 900).
+# TIMEOUT  seconds for the whole VM run, boot included (default 1200).
 #          Past it the VM is killed and the script exits 124.
 #
 # Also read from the environment:
@@ -46,7 +46,7 @@ set -euo pipefail
 
 KERNEL=${KERNEL-debian:sid}
 MODULES=${MODULES:-}
-TIMEOUT=${TIMEOUT:-900}
+TIMEOUT=${TIMEOUT:-1200}
 CHECK_VM_CMD=${CHECK_VM_CMD:-scripts/run-tests.sh --suite vm}
 CHECK_VM_SMP=${CHECK_VM_SMP:-2}
 CHECK_VM_MEM=${CHECK_VM_MEM:-4096}

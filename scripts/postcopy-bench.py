@@ -11,12 +11,31 @@ each the median of QEMU's own numbers is printed: total migration time,
 postcopy blocktime, mean page request latency, and the p99 bucket of the
 page request latency distribution; plus the ratio of minor placement to
 the upstream memfd path.  A benchmark, not a test: it prints numbers.
+
+The guest's workload makes the number of page requests vary by more than
+ten times from one run to the next (it depends on where the guest is in
+its pass over its memory when postcopy starts), which swamps the cost of
+placement itself.  --qtest replaces the guest with the same fault
+sequence every time: both sides are -accel qtest machines with 64 MiB of
+RAM, the source's RAM is filled with random data over qtest, postcopy
+starts at once with postcopy-preempt and the background stream capped at
+8 MiB/s, and every page of the destination is read once over qtest in a
+fixed random order, so that thousands of reads fault and are served by a
+page request on the preempt channel.  (Without preempt, an urgent page
+waits behind the background stream or its rate limiter, 10 to 100 ms,
+which is all such a benchmark would measure.)  It also prints the
+reader's own time and the median and p99 time of one read.
 """
 
 import argparse
+import base64
 import os
+import random
+import socket
 import statistics
+import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import demo  # noqa: E402
@@ -32,6 +51,132 @@ KEYS = [("total-time ms", "total ms"),
         ("page request latency, mean us", "req mean us"),
         ("page request latency, p99 us (< bucket bound)", "req p99 us <"),
         ("page requests", "requests")]
+QT_KEYS = [("reader ms", "reader ms"), ("read median us", "read med us"),
+           ("read p99 us", "read p99 us")]
+
+
+QT_RAM_MB = 64
+QT_START = 1 << 20          # below is BIOS and VGA space
+QT_PAGE = 4096
+QT_SLOW = 8 << 20           # background stream during postcopy, bytes/s
+
+
+class QtestVM:
+    """An -accel qtest machine whose memory is read and written over qtest"""
+
+    def __init__(self, work, name, backend, incoming=False):
+        qpath = os.path.join(work, f"{name}.qtest")
+        qmp_path = os.path.join(work, f"{name}.qmp")
+        srv = socket.socket(socket.AF_UNIX)
+        srv.bind(qpath)
+        srv.listen(1)
+        srv.settimeout(30)
+        self.log = open(os.path.join(work, f"{name}.log"), "w")
+        args = [demo.QEMU, "-accel", "qtest", "-machine", "q35",
+                "-m", f"{QT_RAM_MB}M",
+                "-object", f"{backend},id=mem,size={QT_RAM_MB}M",
+                "-machine", "memory-backend=mem", "-display", "none",
+                "-qtest", f"unix:{qpath}",
+                "-qmp", f"unix:{qmp_path},server=on,wait=off"]
+        if incoming:
+            args += ["-incoming", "defer"]
+        self.proc = subprocess.Popen(args, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        try:
+            conn, _ = srv.accept()
+        finally:
+            srv.close()
+        self.q = conn.makefile("rw")
+        self.qmp = demo.QMP(qmp_path)
+
+    def qtest(self, line):
+        self.q.write(line + "\n")
+        self.q.flush()
+        while True:
+            rsp = self.q.readline()
+            if not rsp:
+                raise EOFError("QEMU closed the qtest connection")
+            if rsp.startswith("IRQ"):
+                continue
+            if not rsp.startswith("OK"):
+                raise RuntimeError(f"qtest {line.split()[0]}: {rsp.strip()}")
+            return rsp.split()[1:]
+
+    def stop(self):
+        demo.VM.stop(self)
+
+
+def qtest_migrate(work, name, backend, minor):
+    """One postcopy migration driven over qtest; (ok, report or refusal)"""
+    for f in os.listdir(work):
+        if f != "bootsect":
+            os.unlink(os.path.join(work, f))
+    size = (QT_RAM_MB << 20) - QT_START
+    data = random.Random(0x5eed).randbytes(size)
+    order = list(range(size // QT_PAGE))
+    random.Random(0x0de7).shuffle(order)
+    src = QtestVM(work, "source", backend)
+    dst = None
+    try:
+        dst = QtestVM(work, "target", backend, incoming=True)
+        for off in range(0, size, 1 << 20):
+            chunk = base64.b64encode(data[off:off + (1 << 20)]).decode()
+            src.qtest(f"b64write 0x{QT_START + off:x} 0x{1 << 20:x} {chunk}")
+        caps = ["postcopy-ram", "postcopy-blocktime", "postcopy-preempt"]
+        demo.set_caps(src, caps)
+        rsp = dst.qmp.cmd_raw("migrate-set-capabilities", capabilities=[
+            {"capability": c, "state": True}
+            for c in caps + (["x-postcopy-minor"] if minor else [])])
+        if "error" in rsp:
+            return False, rsp["error"]["desc"]
+        src.qmp.cmd("migrate-set-parameters", **{
+            "max-bandwidth": 1 << 20, "max-postcopy-bandwidth": QT_SLOW})
+        port = demo.free_port()
+        dst.qmp.cmd("migrate-incoming", uri=f"tcp:127.0.0.1:{port}")
+        src.qmp.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
+        demo.wait_for(lambda: src.qmp.cmd("query-migrate")["status"] ==
+                      "active", 30, "precopy to start")
+        src.qmp.cmd("migrate-start-postcopy")
+        demo.wait_for(lambda: src.qmp.cmd("query-migrate")["status"] ==
+                      "postcopy-active", 30, "postcopy to start")
+        reads = []
+        t0 = time.monotonic()
+        for page in order:
+            off = page * QT_PAGE
+            t = time.perf_counter()
+            got = int(dst.qtest(f"readq 0x{QT_START + off:x}")[0], 16)
+            reads.append(time.perf_counter() - t)
+            want = int.from_bytes(data[off:off + 8], "little")
+            if got != want:
+                raise RuntimeError(f"{name}: page 0x{QT_START + off:x} "
+                                   f"reads 0x{got:x}, not 0x{want:x}")
+        reader = time.monotonic() - t0
+        src.qmp.cmd("migrate-set-parameters", **{"max-postcopy-bandwidth": 0})
+        demo.wait_for(lambda: src.qmp.cmd("query-migrate")["status"] ==
+                      "completed", 120, "the migration to complete")
+        demo.wait_for(lambda: dst.qmp.cmd("query-migrate")["status"] ==
+                      "completed", 60, "the destination to complete")
+        info = src.qmp.cmd("query-migrate")
+        dinfo = dst.qmp.cmd("query-migrate")
+        lat = dinfo.get("postcopy-latency")
+        dist = dinfo.get("postcopy-latency-dist") or []
+        reads.sort()
+        return True, {
+            "total-time ms": info.get("total-time"),
+            "postcopy blocktime ms": dinfo.get("postcopy-blocktime"),
+            "page request latency, mean us":
+                round(lat / 1000, 1) if lat is not None else None,
+            "page request latency, p99 us (< bucket bound)":
+                demo.p99_bucket(dist),
+            "page requests": sum(dist),
+            "reader ms": round(reader * 1000),
+            "read median us": round(reads[len(reads) // 2] * 1e6, 1),
+            "read p99 us": round(reads[len(reads) * 99 // 100] * 1e6, 1),
+        }
+    finally:
+        src.stop()
+        if dst:
+            dst.stop()
 
 
 def main():
@@ -41,20 +186,30 @@ def main():
                     help="log the minor placement trace events on the "
                     "destination as the demo does (a write(2) per placed "
                     "page, which only the minor variants pay)")
+    ap.add_argument("--qtest", action="store_true",
+                    help="the same fault sequence every run, driven over "
+                    "qtest, instead of the guest (see above)")
+    ap.add_argument("--only", metavar="TEXT",
+                    help="run only the variants whose name contains TEXT")
     args = ap.parse_args()
+    variants = [v for v in VARIANTS if not args.only or args.only in v[0]]
+    keys = KEYS + QT_KEYS if args.qtest else KEYS
 
     import tempfile
     work = tempfile.mkdtemp(prefix="qemu-gmem-bench-")
     demo.bootsector(os.path.join(work, "bootsect"))
-    results = {v[0]: [] for v in VARIANTS}
+    results = {v[0]: [] for v in variants}
     skipped = {}
     for run in range(args.runs):
-        for name, backend, minor in VARIANTS:
+        for name, backend, minor in variants:
             if name in skipped:
                 continue
             demo.say(f"run {run + 1}/{args.runs}: {name}")
-            ok, rep = demo.migrate(work, name, backend, backend, True,
-                                   minor=minor, trace=args.trace)
+            if args.qtest:
+                ok, rep = qtest_migrate(work, name, backend, minor)
+            else:
+                ok, rep = demo.migrate(work, name, backend, backend, True,
+                                       minor=minor, trace=args.trace)
             if isinstance(rep, str):
                 skipped[name] = rep
                 continue
@@ -62,29 +217,32 @@ def main():
                 demo.say(f"  {name}: the destination did not run")
                 return 1
             results[name].append(rep)
+            demo.say("    " + ", ".join(f"{short} {rep.get(key)}"
+                                          for key, short in keys))
 
     demo.say()
-    head = f"{'variant':26}" + "".join(f"{k[1]:>14}" for k in KEYS)
-    demo.say(f"medians over {args.runs} runs (machine: {os.cpu_count()} "
-             "CPUs; noisy)")
+    head = f"{'variant':26}" + "".join(f"{k[1]:>14}" for k in keys)
+    demo.say(f"medians over {args.runs} runs"
+             f"{', driven over qtest' if args.qtest else ''} (machine: "
+             f"{os.cpu_count()} CPUs; noisy)")
     demo.say(head)
     med = {}
-    for name, _, _ in VARIANTS:
+    for name, _, _ in variants:
         if name in skipped:
             demo.say(f"{name:26}  skipped: {skipped[name]}")
             continue
         row = {}
-        for key, _ in KEYS:
+        for key, _ in keys:
             vals = [r[key] for r in results[name] if r.get(key) is not None]
             row[key] = statistics.median(vals) if vals else None
         med[name] = row
         demo.say(f"{name:26}" + "".join(
-            f"{row[k] if row[k] is not None else '-':>14}" for k, _ in KEYS))
+            f"{row[k] if row[k] is not None else '-':>14}" for k, _ in keys))
     a, b = med.get("memfd minor (CONTINUE)"), med.get("memfd (UFFDIO_COPY)")
     if a and b:
         demo.say()
         demo.say("minor placement / upstream memfd path (target <= 1.1):")
-        for key, short in KEYS[:4]:
+        for key, short in KEYS[:4] + QT_KEYS[:2] if args.qtest else KEYS[:4]:
             if a[key] and b[key]:
                 demo.say(f"  {short:14} {a[key] / b[key]:.2f}")
     return 0
