@@ -164,9 +164,7 @@ def migrate(work, label, backend_src, backend_dst, postcopy, minor=False,
     from which the fault counts are reported; that costs a write(2) per
     placed page, so benchmarks turn it off.
     """
-    for f in os.listdir(work):
-        if f != "bootsect":
-            os.unlink(os.path.join(work, f))
+    clean_work(work)
     src = VM(work, "source", backend_src)
     dst = None
     try:
@@ -226,14 +224,7 @@ def migrate(work, label, backend_src, backend_dst, postcopy, minor=False,
             "destination": status,
         }
         if postcopy:
-            report["postcopy blocktime ms"] = dinfo.get("postcopy-blocktime")
-            lat = dinfo.get("postcopy-latency")
-            report["page request latency, mean us"] = (
-                round(lat / 1000, 1) if lat is not None else None)
-            dist = dinfo.get("postcopy-latency-dist") or []
-            report["page requests"] = sum(dist)
-            report["page request latency, p99 us (< bucket bound)"] = \
-                p99_bucket(dist)
+            report.update(postcopy_report(dinfo))
         dst.stop()
         if not postcopy:
             return status == "running", report
@@ -252,6 +243,26 @@ def migrate(work, label, backend_src, backend_dst, postcopy, minor=False,
         src.stop()
         if dst:
             dst.stop()
+
+
+def clean_work(work):
+    """Remove what the last migration left in @work, but the boot sector"""
+    for f in os.listdir(work):
+        if f != "bootsect":
+            os.unlink(os.path.join(work, f))
+
+
+def postcopy_report(dinfo):
+    """The destination's postcopy figures from its query-migrate answer"""
+    lat = dinfo.get("postcopy-latency")
+    dist = dinfo.get("postcopy-latency-dist") or []
+    return {
+        "postcopy blocktime ms": dinfo.get("postcopy-blocktime"),
+        "page request latency, mean us":
+            round(lat / 1000, 1) if lat is not None else None,
+        "page requests": sum(dist),
+        "page request latency, p99 us (< bucket bound)": p99_bucket(dist),
+    }
 
 
 def p99_bucket(dist):

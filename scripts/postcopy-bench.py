@@ -108,9 +108,7 @@ class QtestVM:
 
 def qtest_migrate(work, name, backend, minor):
     """One postcopy migration driven over qtest; (ok, report or refusal)"""
-    for f in os.listdir(work):
-        if f != "bootsect":
-            os.unlink(os.path.join(work, f))
+    demo.clean_work(work)
     size = (QT_RAM_MB << 20) - QT_START
     data = random.Random(0x5eed).randbytes(size)
     order = list(range(size // QT_PAGE))
@@ -157,18 +155,10 @@ def qtest_migrate(work, name, backend, minor):
         demo.wait_for(lambda: dst.qmp.cmd("query-migrate")["status"] ==
                       "completed", 60, "the destination to complete")
         info = src.qmp.cmd("query-migrate")
-        dinfo = dst.qmp.cmd("query-migrate")
-        lat = dinfo.get("postcopy-latency")
-        dist = dinfo.get("postcopy-latency-dist") or []
         reads.sort()
         return True, {
             "total-time ms": info.get("total-time"),
-            "postcopy blocktime ms": dinfo.get("postcopy-blocktime"),
-            "page request latency, mean us":
-                round(lat / 1000, 1) if lat is not None else None,
-            "page request latency, p99 us (< bucket bound)":
-                demo.p99_bucket(dist),
-            "page requests": sum(dist),
+            **demo.postcopy_report(dst.qmp.cmd("query-migrate")),
             "reader ms": round(reader * 1000),
             "read median us": round(reads[len(reads) // 2] * 1e6, 1),
             "read p99 us": round(reads[len(reads) * 99 // 100] * 1e6, 1),
