@@ -42,7 +42,8 @@ export: deps
 
 bench: qemu tools
 	.cache/tools-build/uffd-place-bench
-	$(S)/postcopy-bench.py
+	$(S)/postcopy-bench.py --runs 5
+	$(S)/postcopy-bench.py --runs 5 --accel tcg
 	$(S)/postcopy-bench.py --qtest --runs 5
 
 stress: qemu tools
