@@ -13,7 +13,8 @@
  *                  the access, untimed                      (MINOR)
  *   alias-cont     memcpy into the alias + UFFDIO_CONTINUE  (MISSING)
  *   zeropage       UFFDIO_ZEROPAGE                          (MISSING)
- *   falloc-cont    fallocate(0) the page + UFFDIO_CONTINUE  (MISSING)
+ *   falloc-cont    fallocate(KEEP_SIZE) the page + UFFDIO_CONTINUE
+ *                                                           (MISSING)
  *   populate-cont  MADV_POPULATE_WRITE on the alias + UFFDIO_CONTINUE
  *                                                           (MISSING)
  *   prealloc-cont  memcpy into the alias + UFFDIO_CONTINUE, the alias
@@ -304,7 +305,8 @@ static int place(Region *r, Variant v, size_t first, size_t n,
         }
         break;
     case V_FALLOC_CONT:
-        if (fallocate(r->fd, 0, first * PAGE, len) < 0) {
+        /* guest_memfd allocates only with KEEP_SIZE (EOPNOTSUPP without) */
+        if (fallocate(r->fd, FALLOC_FL_KEEP_SIZE, first * PAGE, len) < 0) {
             return errno;
         }
         break;
