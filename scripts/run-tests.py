@@ -34,7 +34,8 @@ PROJECT = [
     ("precopy", "migration-test",
      [MIG + "precopy/tcp/plain/guest-memfd/" + t
       for t in ("tcg", "from-memfd", "to-memfd")]),
-    ("postcopy", "migration-test", [MIG + "postcopy/guest-memfd/refusal"]),
+    ("postcopy", "migration-test", [MIG + "postcopy/guest-memfd/refusal",
+                                    MIG + "postcopy/minor/vhost-user-refusal"]),
     ("postcopy minor", "migration-test",
      [MIG + "postcopy/minor/memfd/" + t
       for t in ("plain", "preempt", "recovery", "recovery-double",
@@ -59,7 +60,8 @@ PROJECT.append(("postcopy qtest", "migration-test", PQ))
 # What runs inside the nested VM (scripts/check-vm.sh): no guest CPU.
 VM = [
     ("backend", "guest-memfd-test", []),
-    ("postcopy", "migration-test", [MIG + "postcopy/guest-memfd/refusal"]),
+    ("postcopy", "migration-test", [MIG + "postcopy/guest-memfd/refusal",
+                                    MIG + "postcopy/minor/vhost-user-refusal"]),
     ("postcopy qtest", "migration-test",
      [p for p in PQ if p.endswith(("anon/random", "minor/random",
                                    "minor/race", "minor/recovery",
@@ -78,6 +80,7 @@ STRESS = [("postcopy qtest x20", "migration-test",
 ASAN = [
     ("backend", "guest-memfd-test", []),
     ("postcopy", "migration-test", [MIG + "postcopy/guest-memfd/refusal",
+                                    MIG + "postcopy/minor/vhost-user-refusal",
                                     MIG + "postcopy/minor/memfd/plain"]),
     ("postcopy qtest", "migration-test", PQ),
 ]
@@ -261,6 +264,8 @@ def main():
     qemu = os.path.join(args.build, "qemu-system-x86_64")
     env = dict(os.environ)
     env["QTEST_QEMU_BINARY"] = qemu
+    env["QTEST_QEMU_STORAGE_DAEMON_BINARY"] = os.path.join(
+        args.build, "storage-daemon", "qemu-storage-daemon")
     env.setdefault("MALLOC_PERTURB_", "0")
     give_back = reserve_hugepages(list(suite_items(args)))
     with open(logpath, "w") as log:
