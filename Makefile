@@ -6,8 +6,8 @@
 SHELL := /bin/bash
 S := scripts
 
-.PHONY: all demo deps qemu tools check check-host check-vm export bench stress \
-        check-asan check-series clean
+.PHONY: all demo deps qemu tools check check-host check-vm check-vm-uffd \
+        check-vm-stock kernel export bench stress check-asan check-series clean
 
 all: demo
 
@@ -25,17 +25,36 @@ tools: deps
 	    meson setup .cache/tools-build . >/dev/null
 	meson compile -C .cache/tools-build >/dev/null
 
-# The test suite: the host suite, then the nested-VM suite on another
-# kernel (check-vm), then the sanitizer build (check-asan); counts added up.
+# The test suite: the host suite; the nested-VM suite on a kernel with
+# userfaultfd for guest_memfd (check-vm-uffd) and the refusal on the newest
+# stock Debian kernel (check-vm-stock); the sanitizer build (check-asan).
+# Counts added up.
 check: qemu tools
 	$(S)/check-all.py "$(S)/run-tests.sh --suite host" \
-	    "$(S)/check-vm.sh" "$(MAKE) --no-print-directory check-asan"
+	    "$(MAKE) --no-print-directory check-vm-uffd" \
+	    "$(MAKE) --no-print-directory check-vm-stock" \
+	    "$(MAKE) --no-print-directory check-asan"
 
 check-host: qemu tools
 	$(S)/run-tests.sh --suite host
 
 check-vm: qemu tools
 	$(S)/check-vm.sh
+
+# Linux 7.3 with kernel/uffd-guest-memfd.patch (scripts/build-kernel.sh)
+kernel: deps
+	$(S)/build-kernel.sh >/dev/null
+
+# The vm suite on that kernel, where guest_memfd postcopy runs: a postcopy
+# test that skips there is a failure.
+check-vm-uffd: qemu tools
+	k=$$($(S)/build-kernel.sh) && KERNEL=$$k \
+	CHECK_VM_CMD="scripts/run-tests.sh --suite vm --fail-skips postcopy" \
+	    $(S)/check-vm.sh
+
+# The newest Debian kernel (debian:sid): the backend, and postcopy refused.
+check-vm-stock: qemu tools
+	CHECK_VM_CMD="scripts/run-tests.sh --suite vm-stock" $(S)/check-vm.sh
 
 export: deps
 	$(S)/export-series.sh

@@ -101,37 +101,6 @@ KIMAGE="" KVER="" MODROOT=""
 APT_OPTS=()
 PRIVATE_APT=""
 
-private_apt() {
-    local suite=$1 src uri apt
-    apt=$VMDIR/apt-$suite
-    src=/etc/apt/sources.list.d/debian.sources
-    uri=$(awk '/^URIs:/ { print $2; exit }' "$src" 2>/dev/null || true)
-    if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
-        uri=$(awk '$1 == "deb" && $2 ~ /debian\/?$/ { print $2; exit }' \
-              /etc/apt/sources.list)
-    fi
-    [ -n "$uri" ] || vdie "cannot find the Debian archive in apt's sources"
-    mkdir -p "$apt/lists/partial" "$apt/parts" "$apt/cache/archives/partial"
-    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]" \
-         "$uri $suite main" > "$apt/sources.list"
-    APT_OPTS=(-o "Dir::Etc::SourceList=$apt/sources.list"
-              -o "Dir::Etc::SourceParts=$apt/parts"
-              -o "Dir::State::Lists=$apt/lists"
-              -o "Dir::Cache=$apt/cache"
-              -o "APT::Sandbox::User=root")
-    PRIVATE_APT=$apt
-    if ! ls "$apt/lists/"*_Packages* >/dev/null 2>&1; then
-        private_apt_update
-    fi
-}
-
-private_apt_update() {
-    vlog "reading the package index of $(awk '{ print $4 }' \
-          "$PRIVATE_APT/sources.list") (private apt configuration)"
-    apt-get "${APT_OPTS[@]}" update -q >&2 ||
-        vdie "apt-get update of $PRIVATE_APT/sources.list failed"
-}
-
 # The newest generic amd64 kernel package apt knows, as a version string
 # (6.12.117+deb12-amd64), or nothing.
 newest_debian_kernel() {
@@ -283,7 +252,7 @@ elif [[ $KERNEL == debian:* ]]; then
     [[ $suite =~ ^[a-z][a-z0-9-]*$ ]] || vdie "KERNEL=$KERNEL: bad suite name"
     ver=${ver#linux-image-}
     if [ -z "$ver" ] || [ ! -f "$VMDIR/linux-$ver/.unpacked" ]; then
-        private_apt "$suite"
+        private_apt "$suite" "$VMDIR/apt-$suite"
         [ -n "$ver" ] || ver=$(newest_debian_kernel)
         [ -n "$ver" ] || vdie "no generic amd64 kernel in Debian $suite"
     fi

@@ -29,10 +29,8 @@ verify() {
 }
 
 fetch_archive() {
-    local src uri apt="$CACHE/apt"
-    src=/etc/apt/sources.list.d/debian.sources
-    uri=$(awk '/^URIs:/ { print $2; exit }' "$src" 2>/dev/null || true)
-    [ -n "$uri" ] || return 1
+    local uri apt="$CACHE/apt"
+    uri=$(debian_archive_uri) || return 1
     mkdir -p "$apt/lists/partial" "$apt/parts"
     cat > "$apt/sources.list" <<EOT
 deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri sid main

@@ -13,7 +13,8 @@ set -euo pipefail
 PKGS="build-essential git pkg-config libglib2.0-dev libpixman-1-dev
 libslirp-dev ninja-build python3-venv python3-setuptools flex bison
 libfdt-dev zlib1g-dev dpkg-dev bzip2 xz-utils seabios ipxe-qemu
-qemu-system-data busybox-static cpio kmod device-tree-compiler libnuma-dev zstd"
+qemu-system-data busybox-static cpio kmod device-tree-compiler libnuma-dev zstd
+libelf-dev bc"
 BPO_PKGS="meson python3-pycotap"
 
 need=""
