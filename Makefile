@@ -49,7 +49,7 @@ kernel: deps
 # test that skips there is a failure.
 check-vm-uffd: qemu tools
 	k=$$($(S)/build-kernel.sh) && KERNEL=$$k \
-	CHECK_VM_CMD="scripts/run-tests.sh --suite vm --fail-skips postcopy" \
+	CHECK_VM_CMD="scripts/run-tests.sh --suite vm --fail-skips postcopy --timeout 300" \
 	    $(S)/check-vm.sh
 
 # The newest Debian kernel (debian:sid): the backend, and postcopy refused.

@@ -28,7 +28,7 @@ fi
 
 # qemu-storage-daemon: the vhost-user backend of a postcopy refusal test
 targets="qemu-system-x86_64 tests/qtest/migration-test"
-targets="$targets storage-daemon/qemu-storage-daemon"
+targets="$targets storage-daemon/qemu-storage-daemon tests/unit/test-uffd"
 for t in $QTESTS_EXTRA; do targets="$targets tests/qtest/$t"; done
 log "building in $dir"
 ninja -C "$dir" $targets >&2

@@ -8,11 +8,14 @@ anything failed (or a program crashed or timed out without a result).
 """
 
 import argparse
+import collections
 import json
 import os
+import queue
 import re
 import subprocess
 import sys
+import threading
 import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,7 +32,10 @@ UPSTREAM = [
     ("upstream (+ guest-memfd below it)", "migration-test",
      [MIG + "precopy/tcp/plain"]),
 ]
-PROJECT = [
+# (label, test binary, paths): binaries are in tests/qtest of the build,
+# or below tests/ where the name has a folder (unit/test-uffd).
+UNIT = [("unit", "unit/test-uffd", [])]
+PROJECT = UNIT + [
     ("backend", "guest-memfd-test", []),
     ("precopy", "migration-test",
      [MIG + "precopy/tcp/plain/guest-memfd/" + t
@@ -57,11 +63,18 @@ PQ = [MIG + "postcopy/qtest/" + t for t in (
     "guest-memfd/recovery", "guest-memfd/rewrite",
     "guest-memfd/two-readers")]
 PROJECT.append(("postcopy qtest", "migration-test", PQ))
-# What runs inside the nested VM (scripts/check-vm.sh): no guest CPU.
-VM = [
+# What runs inside the nested VM (scripts/check-vm.sh): mostly the tests
+# without a guest CPU; and guest_memfd postcopy with a real guest under
+# (nested) KVM, about 45 s each there on the check-vm-uffd kernel, where
+# it does not skip.  recovery-double hung once in 14 runs there and is
+# left to the host suite (see issue 5's notes).
+VM = UNIT + [
     ("backend", "guest-memfd-test", []),
     ("postcopy", "migration-test", [MIG + "postcopy/guest-memfd/refusal",
                                     MIG + "postcopy/minor/vhost-user-refusal"]),
+    ("postcopy guest-memfd", "migration-test",
+     [MIG + "postcopy/guest-memfd/" + t
+      for t in ("plain", "preempt", "recovery", "multifd")]),
     ("postcopy qtest", "migration-test",
      [p for p in PQ if p.endswith(("anon/random", "minor/random",
                                    "minor/race", "minor/recovery",
@@ -86,7 +99,7 @@ STRESS = [("postcopy qtest x20", "migration-test",
 
 # Under ASan/UBSan (make check-asan): the backend, the postcopy paths the
 # project adds, driven over qtest and with a guest.
-ASAN = [
+ASAN = UNIT + [
     ("backend", "guest-memfd-test", []),
     ("postcopy", "migration-test", [MIG + "postcopy/guest-memfd/refusal",
                                     MIG + "postcopy/minor/vhost-user-refusal",
@@ -142,6 +155,8 @@ def reserve_hugepages(items):
     return lambda: set_total(total)
 
 
+# Lines of a failed test program's output printed with its failure
+TAIL_LINES = 40
 TAP_RE = re.compile(r"^(not ok|ok)\b\s*\d*\s*-?\s*(.*?)\s*(#\s*(SKIP|TODO)\b\s*(.*))?$",
                     re.IGNORECASE)
 
@@ -171,7 +186,8 @@ class Counts:
 
 def run_tap(label, cmd, env, counts, timeout, log):
     start = time.monotonic()
-    results = 0
+    failed_before = counts.failed
+    tail = collections.deque(maxlen=TAIL_LINES)
     log.write(f"=== {label}: {' '.join(cmd)}\n")
     log.flush()
     try:
@@ -182,44 +198,65 @@ def run_tap(label, cmd, env, counts, timeout, log):
         counts.add("fail", label, f"cannot run: {e}")
         return
     try:
-        deadline = start + timeout
-        for line in proc.stdout:
-            log.write(line)
-            line = line.rstrip("\n")
-            m = TAP_RE.match(line)
-            if not m:
-                if line.startswith("Bail out!"):
-                    counts.add("fail", label, line)
-                    results += 1
-                elif line.startswith("# ") and os.environ.get("V"):
-                    print("    " + line, flush=True)
-                if time.monotonic() > deadline:
-                    break
-                continue
-            results += 1
-            name = f"{label}: {m.group(2)}"
-            if m.group(4) and m.group(4).upper() == "SKIP":
-                counts.add("skip", name, m.group(5))
-            elif m.group(1) == "ok":
-                counts.add("pass", name)
-            else:
-                counts.add("fail", name)
-        proc.wait(timeout=max(1, deadline - time.monotonic()))
+        read_tap(label, proc, counts, start + timeout, log, tail)
     except subprocess.TimeoutExpired:
+        # A test that hangs may print nothing: the deadline is kept by
+        # read_tap(), not by the end of the output.
         proc.kill()
         proc.wait()
         counts.add("fail", label, f"timed out after {timeout} s")
-        return
-    if time.monotonic() > start + timeout and proc.poll() is None:
-        proc.kill()
-        proc.wait()
-        counts.add("fail", label, f"timed out after {timeout} s")
-        return
+    if counts.failed > failed_before and tail:
+        # The log may not outlive the run (check-vm): show where it ended.
+        print(f"    last {len(tail)} lines of its output:", flush=True)
+        for line in tail:
+            print("    | " + line[:300], flush=True)
+    print(f"    ({label}: {time.monotonic() - start:.1f} s)", flush=True)
+
+
+def read_tap(label, proc, counts, deadline, log, tail):
+    """Count the TAP results of @proc until it ends; TimeoutExpired if it
+    has not ended by @deadline."""
+    lines = queue.Queue()
+
+    def reader():
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=reader, daemon=True).start()
+    results = 0
+    while True:
+        try:
+            line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+        except queue.Empty:
+            raise subprocess.TimeoutExpired(proc.args, 0)
+        if line is None:
+            break
+        log.write(line)
+        line = line.rstrip("\n")
+        if not line.startswith("# starting QEMU"):
+            tail.append(line)
+        m = TAP_RE.match(line)
+        if not m:
+            if line.startswith("Bail out!"):
+                counts.add("fail", label, line)
+                results += 1
+            elif line.startswith("# ") and os.environ.get("V"):
+                print("    " + line, flush=True)
+            continue
+        results += 1
+        name = f"{label}: {m.group(2)}"
+        if m.group(4) and m.group(4).upper() == "SKIP":
+            counts.add("skip", name, m.group(5))
+        elif m.group(1) == "ok":
+            counts.add("pass", name)
+        else:
+            counts.add("fail", name)
+    proc.wait(timeout=max(1, deadline - time.monotonic()))
     if proc.returncode != 0 and (results == 0 or counts.failed == 0):
         counts.add("fail", label, f"exit status {proc.returncode}")
     elif results == 0:
         counts.add("fail", label, "no test result")
-    print(f"    ({label}: {time.monotonic() - start:.1f} s)", flush=True)
 
 
 def tools_tests(builddir):
@@ -252,7 +289,8 @@ def run_suite(args, counts, env, log):
                         args.timeout, log)
             continue
         label, binary, paths = item
-        cmd = [os.path.join(args.build, "tests", "qtest", binary), "--tap",
+        folder = [] if "/" in binary else ["qtest"]
+        cmd = [os.path.join(args.build, "tests", *folder, binary), "--tap",
                "-k"]
         if binary == "migration-test":
             cmd.append("--full")
