@@ -542,8 +542,8 @@ if grep -q '^CHECK-VM-PROBE-NONE' <<<"$clean"; then
 elif grep -q '^CHECK-VM-PROBE-BEGIN' <<<"$clean"; then
     # The probe's last lines are its summary.
     sed -n '/^CHECK-VM-PROBE-BEGIN/,/^CHECK-VM-PROBE-END/p' <<<"$clean" |
-        grep -v '^CHECK-VM-PROBE-' | grep -v '^$' | tail -3 |
-        sed 's/^/probe:    /'
+        { grep -v '^CHECK-VM-PROBE-' || true; } | { grep -v '^$' || true; } |
+        tail -3 | sed 's/^/probe:    /'
     pst=$(sed -n 's/^CHECK-VM-PROBE-END //p' <<<"$clean" | tail -1)
     [ "${pst:-0}" = 0 ] || echo "probe:    exited with status ${pst:-?}"
 fi

@@ -63,18 +63,12 @@ PQ = [MIG + "postcopy/qtest/" + t for t in (
     "guest-memfd/recovery", "guest-memfd/rewrite",
     "guest-memfd/two-readers")]
 PROJECT.append(("postcopy qtest", "migration-test", PQ))
-# What runs inside the nested VM (scripts/check-vm.sh): mostly the tests
-# without a guest CPU; and guest_memfd postcopy with a real guest under
-# (nested) KVM, about 45 s each there on the check-vm-uffd kernel, where
-# it does not skip.  recovery-double hung once in 14 runs there and is
-# left to the host suite (see issue 5's notes).
+# What runs inside the nested VM (scripts/check-vm.sh): the tests without
+# a guest CPU.
 VM = UNIT + [
     ("backend", "guest-memfd-test", []),
     ("postcopy", "migration-test", [MIG + "postcopy/guest-memfd/refusal",
                                     MIG + "postcopy/minor/vhost-user-refusal"]),
-    ("postcopy guest-memfd", "migration-test",
-     [MIG + "postcopy/guest-memfd/" + t
-      for t in ("plain", "preempt", "recovery", "multifd")]),
     ("postcopy qtest", "migration-test",
      [p for p in PQ if p.endswith(("anon/random", "minor/random",
                                    "minor/race", "minor/recovery",
@@ -85,6 +79,17 @@ VM = UNIT + [
                                    "guest-memfd/recovery",
                                    "guest-memfd/rewrite",
                                    "guest-memfd/two-readers"))]),
+]
+# guest_memfd postcopy of a real guest under nested KVM, inside the VM on
+# the check-vm-uffd kernel (make check-vm-uffd-guest): about 45 s a test
+# there.  Not in make check: in that VM a KVM guest whose RAM is a
+# guest_memfd hangs before its first instruction of the boot sector in
+# about 1 boot of 12, with no migration involved (see docs/check-vm.md).
+VM_GUEST = [
+    ("postcopy guest-memfd", "migration-test",
+     [MIG + "postcopy/guest-memfd/" + t
+      for t in ("plain", "preempt", "recovery", "recovery-double",
+                "multifd")]),
 ]
 # On a stock kernel in the nested VM (make check-vm-stock): what the
 # newest Debian kernel gives the backend, and the precise refusal.
@@ -108,7 +113,7 @@ ASAN = UNIT + [
 ]
 
 SUITES = {"host": ["tools"] + UPSTREAM + PROJECT, "vm": ["tools"] + VM,
-          "vm-stock": ["tools"] + VM_STOCK,
+          "vm-stock": ["tools"] + VM_STOCK, "vm-guest": VM_GUEST,
           "project": ["tools"] + PROJECT, "upstream": UPSTREAM,
           "stress": STRESS, "asan": ASAN}
 
