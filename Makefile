@@ -74,7 +74,7 @@ bench: qemu tools
 	$(S)/postcopy-bench.py --qtest --runs 5
 
 stress: qemu tools
-	$(S)/run-tests.sh --suite stress $(if $(ONLY),--only "$(ONLY)")
+	$(S)/run-tests.sh --suite stress $(foreach o,$(ONLY),--only "$(o)")
 
 # QEMU with ASan and UBSan in its own build folder; any report fails.
 check-asan: deps tools

@@ -3,7 +3,7 @@
 #
 # Build every patch of the series on its own: apply the series to a
 # worktree at the pristine base, then check out each commit in turn and
-# build qemu-system-x86_64 and the qtests that exist at that point, in a
+# build qemu-system-x86_64 and the tests that exist at that point, in a
 # build folder of its own (.cache/series-build, incremental across runs).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
@@ -28,6 +28,8 @@ for c in $(git -C "$wt" rev-list --reverse qemu-gmem-base..HEAD); do
     targets="qemu-system-x86_64 tests/qtest/migration-test"
     [ -f "$wt/tests/qtest/guest-memfd-test.c" ] &&
         targets="$targets tests/qtest/guest-memfd-test"
+    [ -f "$wt/tests/unit/test-uffd.c" ] &&
+        targets="$targets tests/unit/test-uffd"
     if ninja -C "$bdir" $targets > "$CACHE/series-build.log" 2>&1; then
         log "builds: $subj"
     else

@@ -276,7 +276,7 @@ def suite_items(args):
         if args.only is None:
             yield item
         elif item != "tools":
-            paths = [p for p in item[2] if args.only in p]
+            paths = [p for p in item[2] if any(o in p for o in args.only)]
             if paths:
                 yield (item[0], item[1], paths)
 
@@ -312,8 +312,9 @@ def main():
                     default=os.path.join(CACHE, "tools-build"))
     ap.add_argument("--timeout", type=int, default=600)
     ap.add_argument("--log", default=None)
-    ap.add_argument("--only", default=None, metavar="TEXT",
-                    help="run only the test paths that contain TEXT")
+    ap.add_argument("--only", default=None, metavar="TEXT", action="append",
+                    help="run only the test paths that contain TEXT "
+                         "(repeat it for several)")
     ap.add_argument("--fail-skips", default=None, metavar="TEXT",
                     help="count a test whose name contains TEXT and that "
                          "skips as failed (for a host known to have all "
