@@ -9,8 +9,8 @@ guest_memfd path) and guest_memfd where the kernel supports it.  Variants
 are interleaved, --runs times each, and for each the median of QEMU's own
 numbers is printed: total migration time, postcopy blocktime, mean page
 request latency, and the p99 bucket of the page request latency
-distribution; plus the ratio of minor placement to the upstream memfd
-path.  A benchmark, not a test: it prints numbers.
+distribution; plus the ratio of minor placement (and of guest_memfd,
+where it ran) to the upstream memfd path.  A benchmark, not a test: it prints numbers.
 
 The guest (bench/reader-bootblock.S) fills 64 MiB and then reads every page
 of it in the same pseudo-random order, pass after pass, checking what it
@@ -281,10 +281,14 @@ def main():
         med[name] = row
         demo.say(f"{name:26}" + "".join(
             f"{row[k] if row[k] is not None else '-':>14}" for k, _ in keys))
-    a, b = med.get("memfd minor (CONTINUE)"), med.get("memfd (UFFDIO_COPY)")
-    if a and b:
+    b = med.get("memfd (UFFDIO_COPY)")
+    for name, what in (("memfd minor (CONTINUE)", "minor placement"),
+                       ("guest_memfd (CONTINUE)", "guest_memfd")):
+        a = med.get(name)
+        if not a or not b:
+            continue
         demo.say()
-        demo.say("minor placement / upstream memfd path (target <= 1.1):")
+        demo.say(f"{what} / upstream memfd path (target <= 1.1):")
         for key, short in KEYS[:4] + QT_KEYS[:2] if args.qtest else KEYS[:4]:
             if a[key] and b[key]:
                 demo.say(f"  {short:14} {a[key] / b[key]:.2f}")

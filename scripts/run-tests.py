@@ -84,7 +84,9 @@ VM = UNIT + [
 # the check-vm-uffd kernel (make check-vm-uffd-guest): about 45 s a test
 # there.  Not in make check: in that VM a KVM guest whose RAM is a
 # guest_memfd hangs before its first instruction of the boot sector in
-# about 1 boot of 12, with no migration involved (see docs/check-vm.md).
+# about 1 boot of 7 (5 of 35), with no migration involved; in two of the
+# hangs examined its vCPU state was the VM kernel's own, nested SVM under
+# TCG having lost the guest's (see docs/check-vm.md).
 VM_GUEST = [
     ("postcopy guest-memfd", "migration-test",
      [MIG + "postcopy/guest-memfd/" + t
