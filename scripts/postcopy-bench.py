@@ -10,7 +10,8 @@ are interleaved, --runs times each, and for each the median of QEMU's own
 numbers is printed: total migration time, postcopy blocktime, mean page
 request latency, and the p99 bucket of the page request latency
 distribution; plus the ratio of minor placement (and of guest_memfd,
-where it ran) to the upstream memfd path.  A benchmark, not a test: it prints numbers.
+where it ran) to the upstream memfd path.  A benchmark, not a test: it
+prints numbers.
 
 The guest (bench/reader-bootblock.S) fills 64 MiB and then reads every page
 of it in the same pseudo-random order, pass after pass, checking what it
