@@ -7,7 +7,9 @@
  *
  * The guest_memfd is created with GUEST_MEMFD_FLAG_MMAP |
  * GUEST_MEMFD_FLAG_INIT_SHARED, mapped MAP_SHARED, and becomes an ordinary
- * shared, fd-backed RAMBlock flagged RAM_GUEST_MEMFD_MMAP.
+ * shared, fd-backed RAMBlock.  Migration recognises it by its fd
+ * (qemu_fd_getfs() gives QEMU_FS_TYPE_GUEST_MEMFD), as it does a
+ * guest_memfd that any other backend maps.
  *
  * The block's guest_memfd is RAMBlock->fd.  RAMBlock->guest_memfd, the
  * confidential-computing private-memory fd, stays -1, so KVM memslots for
@@ -162,7 +164,7 @@ guest_memfd_backend_memory_alloc(HostMemoryBackend *backend, Error **errp)
     }
 
     backend->aligned = true;
-    ram_flags = RAM_SHARED | RAM_GUEST_MEMFD_MMAP;
+    ram_flags = RAM_SHARED;
     ram_flags |= backend->reserve ? 0 : RAM_NORESERVE;
     if (!memory_region_init_ram_from_fd(&backend->mr, OBJECT(backend), name,
                                         backend->size, ram_flags, fd, 0,

@@ -241,13 +241,8 @@ def migrate(work, label, backend_src, backend_dst, postcopy, minor=False,
         if not trace:
             return status == "running", report
         trace = open(dst.trace).read() if os.path.exists(dst.trace) else ""
-        report["placed with UFFDIO_CONTINUE"] = len(
-            re.findall(r"postcopy_place_page_minor ", trace))
         report["minor faults"] = len(re.findall(r" minor fault", trace))
         report["missing faults"] = len(re.findall(r" missing fault", trace))
-        report["minor faults on received pages mapped by the fault thread"] \
-            = len(re.findall(r"postcopy_ram_fault_minor_resolved .*: 0",
-                             trace))
         return status == "running", report
     finally:
         src.stop()
@@ -272,6 +267,19 @@ def postcopy_report(dinfo):
             round(lat / 1000, 1) if lat is not None else None,
         "page requests": sum(dist),
         "page request latency, p99 us (< bucket bound)": p99_bucket(dist),
+        **placement_report(dinfo),
+    }
+
+
+def placement_report(dinfo):
+    """How the destination placed pages (query-migrate postcopy-placement)"""
+    p = dinfo.get("postcopy-placement") or {}
+    return {
+        "pages placed with UFFDIO_COPY": p.get("copied"),
+        "pages placed with UFFDIO_CONTINUE": p.get("continued"),
+        "minor faults resolved by the fault thread": p.get("minor-faults"),
+        "received MiB discarded": round(p["discarded"] / 2 ** 20, 1)
+        if "discarded" in p else None,
     }
 
 
@@ -342,10 +350,10 @@ def main():
                 ok = False
             else:
                 show(rep)
-                ok &= good and rep["placed with UFFDIO_CONTINUE"] > 0
+                ok &= good and bool(rep["pages placed with UFFDIO_CONTINUE"])
         else:
             show(res)
-            ok &= good and res["placed with UFFDIO_CONTINUE"] > 0
+            ok &= good and bool(res["pages placed with UFFDIO_CONTINUE"])
     except (RuntimeError, TimeoutError, EOFError, OSError) as e:
         say(f"    FAILED: {e} (logs in {work})")
         return 1

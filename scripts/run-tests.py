@@ -61,16 +61,24 @@ PQ = [MIG + "postcopy/qtest/" + t for t in (
     "minor/recovery", "minor/rewrite", "minor/rewrite-preempt-race",
     "minor/two-readers", "minor/two-readers-preempt",
     "hugetlb/random", "minor/hugetlb-random", "minor/hugetlb-preempt-race",
-    "minor/hugetlb-rewrite",
+    "minor/hugetlb-rewrite", "minor/alias-attributes",
     "guest-memfd/random", "guest-memfd/race", "guest-memfd/preempt-race",
     "guest-memfd/recovery", "guest-memfd/rewrite",
     "guest-memfd/two-readers")]
 PROJECT.append(("postcopy qtest", "migration-test", PQ))
+# The test plays the source and writes bad streams: seconds for all.
+STREAM = ("postcopy stream", "migration-test",
+          [MIG + "postcopy/stream/" + p + "/" + t for p in ("copy", "minor")
+           for t in ("valid", "discard-outside", "discard-at-end",
+                     "discard-across-end", "discard-misaligned",
+                     "discard-wrap", "page-twice")])
+PROJECT.append(STREAM)
 # What runs inside the nested VM (scripts/check-vm.sh): the tests without
 # a guest CPU.
 VM = UNIT + [
     ("backend", "guest-memfd-test", []),
     REFUSALS,
+    STREAM,
     ("postcopy qtest", "migration-test",
      [p for p in PQ if p.endswith(("anon/random", "minor/random",
                                    "minor/race", "minor/recovery",
@@ -106,6 +114,7 @@ ASAN = UNIT + [
                                     MIG + "postcopy/minor/vhost-user-refusal",
                                     MIG + "postcopy/minor/memfd/plain"]),
     ("postcopy qtest", "migration-test", PQ),
+    STREAM,
 ]
 
 SUITES = {"host": ["tools"] + UPSTREAM + PROJECT, "vm": ["tools"] + VM,

@@ -10,6 +10,10 @@
 # the path they take in the QEMU tree, that the same upstream commit adds;
 # they are copied in and amended into that commit, so that the prepared
 # tree has exactly one commit per upstream patch.  '#' starts a comment.
+#
+# A NEW-FILE is kept here as the whole series leaves it.  Later patches of
+# the series may change it: their patch files carry those changes, and the
+# commit that adds the file gets it with them undone.
 
 series_lines() {
     sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$TOP/qemu-patches/series"
@@ -29,9 +33,24 @@ series_hash() {
     } | sha256sum | cut -d' ' -f1
 }
 
+# series_undo_later DIR INDEX FILE: undo in DIR what the patches after the
+# INDEX-th (from 0) change in FILE, last patch first.
+series_undo_later() {
+    local dir=$1 index=$2 f=$3 j
+    local -a all
+    mapfile -t all < <(series_lines | awk '{ print $1 }')
+    for ((j = ${#all[@]} - 1; j > index; j--)); do
+        if grep -qx -- "+++ b/$f" "$TOP/qemu-patches/${all[j]}"; then
+            git -C "$dir" apply -R --include="$f" \
+                "$TOP/qemu-patches/${all[j]}" >&2 ||
+                die "$f: cannot undo qemu-patches/${all[j]} in it"
+        fi
+    done
+}
+
 # series_apply DIR: DIR is a clean git tree at the pristine base.
 series_apply() {
-    local dir=$1 patch files f
+    local dir=$1 patch files f index=0
     while read -r patch files; do
         [ -f "$TOP/qemu-patches/$patch" ] ||
             die "qemu-patches/series names $patch, which does not exist"
@@ -45,10 +64,12 @@ series_apply() {
                 [ -f "$TOP/$f" ] || die "$patch: new file $f does not exist"
                 mkdir -p "$dir/$(dirname "$f")"
                 cp "$TOP/$f" "$dir/$f"
+                series_undo_later "$dir" "$index" "$f"
                 git -C "$dir" add -f "$f"
             done
             git -C "$dir" commit -q --amend --no-edit --no-verify
         fi
+        index=$((index + 1))
     done < <(series_lines)
 }
 

@@ -8,6 +8,7 @@
 
 #include "qemu/osdep.h"
 #include "qemu/units.h"
+#include <linux/kvm.h>
 #include "libqtest.h"
 #include "qobject/qdict.h"
 #include "qobject/qlist.h"
@@ -36,12 +37,18 @@ static bool host_ok(void)
  * write its tables into the RAM the test checks.  Booting a guest from
  * guest_memfd RAM is what the migration tests do.
  */
-static QTestState *start_vm(const char *accel)
+static QTestState *start_vm_args(const char *accel, const char *extra)
 {
     return qtest_initf("-S -machine pc -accel %s -m %u "
                        "-object " TYPE ",id=m0,size=%u "
-                       "-machine memory-backend=m0", accel,
-                       (unsigned)(RAM_SIZE / MiB), (unsigned)RAM_SIZE);
+                       "-machine memory-backend=m0 %s", accel,
+                       (unsigned)(RAM_SIZE / MiB), (unsigned)RAM_SIZE,
+                       extra);
+}
+
+static QTestState *start_vm(const char *accel)
+{
+    return start_vm_args(accel, "");
 }
 
 /* Fill guest RAM with an address-derived pattern and read it back */
@@ -86,8 +93,78 @@ static void test_tcg_or_qtest(void)
     qtest_quit(qts);
 }
 
+/* Where QEMU mapped the RAM of m0: HMP info ramblock's HVA column */
+static uint64_t ram_hva(QTestState *qts)
+{
+    QDict *rsp = qtest_qmp(qts, "{ 'execute': 'human-monitor-command', "
+                           "'arguments': { 'command-line': 'info ramblock' } }");
+    g_auto(GStrv) lines = g_strsplit(qdict_get_str(rsp, "return"), "\n", -1);
+    uint64_t hva = 0;
+    size_t i;
+
+    for (i = 0; lines[i]; i++) {
+        g_auto(GStrv) f = g_strsplit_set(g_strstrip(lines[i]), " ", -1);
+        guint n = g_strv_length(f);
+
+        if (n && !strcmp(f[0], "m0")) {
+            /* the HVA is the last field but for RO, if present */
+            while (n > 0 && !g_str_has_prefix(f[n - 1], "0x")) {
+                n--;
+            }
+            g_assert(n > 0);
+            hva = g_ascii_strtoull(f[n - 1], NULL, 16);
+        }
+    }
+    qobject_unref(rsp);
+    g_assert(hva);
+    return hva;
+}
+
+/*
+ * What postcopy rests on: the memslots that map m0 are registered by
+ * userspace address, at QEMU's own mapping of the guest_memfd, and not
+ * bound to it (no KVM_MEM_GUEST_MEMFD, no guest_memfd fd), so every vCPU
+ * access goes through that mapping, where userfaultfd sees it.  Read from
+ * the kvm_set_user_memory trace of every memslot QEMU set.
+ */
+static void check_memslots(QTestState *qts, const char *trace_path)
+{
+    uint64_t hva = ram_hva(qts);
+    g_autofree char *trace = NULL;
+    g_auto(GStrv) lines = NULL;
+    int slots = 0;
+    size_t i;
+
+    g_assert(g_file_get_contents(trace_path, &trace, NULL, NULL));
+    lines = g_strsplit(trace, "\n", -1);
+    for (i = 0; lines[i]; i++) {
+        const char *flags = strstr(lines[i], " flags=0x");
+        const char *size = strstr(lines[i], " size=0x");
+        const char *ua = strstr(lines[i], " ua=0x");
+        uint64_t f, len, addr;
+
+        if (!strstr(lines[i], "kvm_set_user_memory") || !flags || !ua ||
+            !size) {
+            continue;
+        }
+        f = g_ascii_strtoull(flags + 9, NULL, 16);
+        len = g_ascii_strtoull(size + 8, NULL, 16);
+        addr = g_ascii_strtoull(ua + 6, NULL, 16);
+        if (!len || addr < hva || addr >= hva + RAM_SIZE) {
+            continue;
+        }
+        g_test_message("m0 memslot: %s", lines[i]);
+        g_assert_cmphex(f & KVM_MEM_GUEST_MEMFD, ==, 0);
+        g_assert(strstr(lines[i], " guest_memfd=-1 "));
+        g_assert_cmphex(addr + len, <=, hva + RAM_SIZE);
+        slots++;
+    }
+    g_assert_cmpint(slots, >, 0);
+}
+
 static void test_kvm(void)
 {
+    g_autofree char *trace_dir = NULL, *trace_path = NULL, *trace_arg = NULL;
     QTestState *qts;
     QDict *rsp;
     const char *mtree;
@@ -99,16 +176,24 @@ static void test_kvm(void)
         g_test_skip("KVM accelerator not available");
         return;
     }
-    qts = start_vm("kvm");
+    trace_dir = g_dir_make_tmp("guest-memfd-test-XXXXXX", NULL);
+    g_assert(trace_dir);
+    trace_path = g_strdup_printf("%s/memslots", trace_dir);
+    trace_arg = g_strdup_printf("-trace enable=kvm_set_user_memory,file=%s",
+                                trace_path);
+    qts = start_vm_args("kvm", trace_arg);
     check_memdev(qts);
     check_ram(qts);
-    /* The RAM is in KVM memslots, by userspace address */
+    /* The RAM is in KVM memslots */
     rsp = qtest_qmp(qts, "{ 'execute': 'human-monitor-command', "
                     "'arguments': { 'command-line': 'info mtree -f' } }");
     mtree = qdict_get_str(rsp, "return");
     g_assert(strstr(mtree, "(prio 0, ram): m0 KVM"));
     qobject_unref(rsp);
+    check_memslots(qts, trace_path);
     qtest_quit(qts);
+    unlink(trace_path);
+    rmdir(trace_dir);
 }
 
 static void object_add_expect_error(QTestState *qts, const char *props,

@@ -11,9 +11,9 @@
 
 #ifdef CONFIG_LINUX
 #include <sys/ioctl.h>
-#include <sys/syscall.h>
 #include <linux/kvm.h>
 #include <linux/userfaultfd.h>
+#include "qemu/userfaultfd.h"
 
 #define GMEM_FLAGS (GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED)
 
@@ -97,7 +97,8 @@ bool guest_memfd_uffd_supported(char **reason)
         return false;
     }
     p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    ufd = syscall(__NR_userfaultfd, O_CLOEXEC);
+    /* As QEMU opens it: /dev/userfaultfd first, then the system call */
+    ufd = uffd_open(O_CLOEXEC);
     if (ufd < 0) {
         *reason = g_strdup_printf("userfaultfd: %s", strerror(errno));
         goto out;

@@ -41,6 +41,7 @@
 #include "migration/framework.h"
 #include "migration/migration-qmp.h"
 #include "migration/migration-util.h"
+#include "qobject/qdict.h"
 #include "qobject/qlist.h"
 #include "qobject/qnum.h"
 #include "qobject/qstring.h"
@@ -92,6 +93,7 @@ typedef struct {
     bool rewrite;           /* change sent pages before postcopy starts */
     bool dump;              /* a second reader: dump-guest-memory */
     bool hugetlb;           /* memfd in 2 MiB hugetlbfs pages */
+    bool bind;              /* RAM bound to host node 0 */
 } PQArgs;
 
 static uint64_t pq_word(uint64_t page, uint64_t i)
@@ -171,10 +173,11 @@ static QTestState *pq_start(PQArgs *a, bool incoming)
 
     qlist_append_str(caps, "oob");
     args = g_strdup_printf("-machine q35 -m %dM "
-                           "-object %s%s,id=mem,size=%dM "
+                           "-object %s%s%s,id=mem,size=%dM "
                            "-machine memory-backend=mem %s",
                            PQ_RAM_MB, pq_backend(a->mem_type),
                            a->hugetlb ? ",hugetlb=on,hugetlbsize=2M" : "",
+                           a->bind ? ",host-nodes=0,policy=bind" : "",
                            PQ_RAM_MB, incoming ? "-incoming defer" : "");
     return qtest_init_ext(NULL, args, caps, true);
 }
@@ -318,6 +321,78 @@ static uint64_t pq_latency_samples(QTestState *to)
     return n;
 }
 
+/* One counter of the destination's query-migrate postcopy-placement */
+static uint64_t pq_placement(QTestState *to, const char *name)
+{
+    QDict *rsp = qtest_qmp_assert_success_ref(to,
+                                               "{ 'execute': 'query-migrate' }");
+    QDict *placement = qdict_get_qdict(rsp, "postcopy-placement");
+    uint64_t n;
+
+    g_assert(placement);
+    n = qdict_get_uint(placement, name);
+    qobject_unref(rsp);
+    return n;
+}
+
+/*
+ * The second mapping that minor placement writes pages through must have
+ * the attributes of the block's own: its memory policy (the block is
+ * bound to node 0) and no transparent huge pages; and, as a second copy
+ * of guest RAM, it is neither dumped nor inherited by a child.  Both are
+ * shared mappings of the block's memfd, found in the destination's
+ * /proc/PID/smaps (the block's own is the one registered with
+ * userfaultfd, "um") and numa_maps.
+ */
+static void pq_check_alias_attributes(QTestState *to)
+{
+    g_autofree char *smaps_path =
+        g_strdup_printf("/proc/%d/smaps", qtest_pid(to));
+    g_autofree char *numa_path =
+        g_strdup_printf("/proc/%d/numa_maps", qtest_pid(to));
+    g_autofree char *smaps = NULL, *numa = NULL;
+    g_auto(GStrv) lines = NULL;
+    uint64_t start = 0, end = 0;
+    int registered = 0, aliases = 0;
+    size_t i;
+
+    g_assert(g_file_get_contents(smaps_path, &smaps, NULL, NULL));
+    g_assert(g_file_get_contents(numa_path, &numa, NULL, NULL));
+    lines = g_strsplit(smaps, "\n", -1);
+    for (i = 0; lines[i]; i++) {
+        if (g_ascii_isxdigit(lines[i][0]) && strchr(lines[i], '-')) {
+            char *e;
+
+            start = g_ascii_strtoull(lines[i], &e, 16);
+            end = g_ascii_strtoull(e + 1, NULL, 16);
+            if (!strstr(lines[i], "/memfd:") ||
+                end - start != PQ_RAM_MB * 1024 * 1024) {
+                start = end = 0;
+            }
+        } else if (end && g_str_has_prefix(lines[i], "VmFlags:")) {
+            g_autofree char *key = g_strdup_printf("%" PRIx64 " ", start);
+            const char *policy = strstr(numa, key);
+
+            g_test_message("memfd mapping at 0x%" PRIx64 ": %s", start,
+                           lines[i]);
+            g_assert(strstr(lines[i], " sh"));
+            g_assert(strstr(lines[i], " nh"));
+            g_assert(policy);
+            g_assert(g_str_has_prefix(policy + strlen(key), "bind:0 "));
+            if (strstr(lines[i], " um")) {
+                registered++;
+            } else {
+                aliases++;
+                g_assert(strstr(lines[i], " dd"));
+                g_assert(strstr(lines[i], " dc"));
+            }
+            start = end = 0;
+        }
+    }
+    g_assert_cmpint(registered, ==, 1);
+    g_assert_cmpint(aliases, ==, 1);
+}
+
 static void pq_run(PQArgs *a)
 {
     MigrationTestEnv *env = migration_get_env();
@@ -389,6 +464,10 @@ static void pq_run(PQArgs *a)
     }
     qtest_qmp_assert_success(from, "{ 'execute': 'migrate-start-postcopy' }");
     wait_for_migration_status(from, "postcopy-active", NULL);
+    if (a->bind) {
+        wait_for_migration_status(to, "postcopy-active", NULL);
+        pq_check_alias_attributes(to);
+    }
 
     for (i = 0; i < PQ_PAGES; i++) {
         order[i] = a->order == PQ_REVERSE ? PQ_PAGES - 1 - i : i;
@@ -437,6 +516,34 @@ static void pq_run(PQArgs *a)
         g_assert_cmpint(read_ram_property_int(from, "postcopy-requests"),
                         >, 0);
         g_assert_cmpuint(pq_latency_samples(to), >, 0);
+    }
+    /*
+     * The placement the test names ran: most pages came in postcopy, each
+     * one placed with UFFDIO_CONTINUE for minor placement, with
+     * UFFDIO_COPY otherwise; and a rewrite started with discards.
+     */
+    {
+        uint64_t pagesize = a->hugetlb ? 2 * 1024 * 1024 : PQ_PAGE;
+        uint64_t pages = (PQ_END - PQ_START) / pagesize;
+        uint64_t continued = pq_placement(to, "continued");
+        uint64_t copied = pq_placement(to, "copied");
+
+        g_test_message("placed: %" PRIu64 " with UFFDIO_COPY, %" PRIu64
+                       " with UFFDIO_CONTINUE, %" PRIu64 " minor faults, %"
+                       PRIu64 " bytes discarded", copied, continued,
+                       pq_placement(to, "minor-faults"),
+                       pq_placement(to, "discarded"));
+        if (a->minor_cap || a->mem_type == MEM_TYPE_GUEST_MEMFD) {
+            g_assert_cmpuint(continued, >, pages / 4);
+        } else {
+            g_assert_cmpuint(continued, ==, 0);
+            g_assert_cmpuint(copied, >, pages / 4);
+        }
+        /* Every rewritten page had been received, and was discarded */
+        if (a->rewrite) {
+            g_assert_cmpuint(pq_placement(to, "discarded"), >=,
+                             PQ_REWRITE_PAGES * PQ_PAGE);
+        }
     }
     qtest_quit(from);
     qtest_quit(to);
@@ -487,6 +594,8 @@ PQ_TEST(minor_hugetlb_preempt_race, .mem_type = MEM_TYPE_MEMFD,
 PQ_TEST(minor_hugetlb_rewrite, .mem_type = MEM_TYPE_MEMFD, .hugetlb = true,
         .minor_cap = true, .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW,
         .rewrite = true)
+PQ_TEST(minor_bind, .mem_type = MEM_TYPE_MEMFD, .minor_cap = true,
+        .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW, .bind = true)
 PQ_TEST(gmem_random, .mem_type = MEM_TYPE_GUEST_MEMFD,
         .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW)
 PQ_TEST(gmem_race, .mem_type = MEM_TYPE_GUEST_MEMFD,
@@ -523,6 +632,7 @@ void migration_test_add_postcopy_qtest(MigrationTestEnv *env)
         { "minor/hugetlb-random", test_pq_minor_hugetlb_random },
         { "minor/hugetlb-preempt-race", test_pq_minor_hugetlb_preempt_race },
         { "minor/hugetlb-rewrite", test_pq_minor_hugetlb_rewrite },
+        { "minor/alias-attributes", test_pq_minor_bind },
         { "guest-memfd/random", test_pq_gmem_random },
         { "guest-memfd/race", test_pq_gmem_race },
         { "guest-memfd/preempt-race", test_pq_gmem_preempt_race },
@@ -532,7 +642,8 @@ void migration_test_add_postcopy_qtest(MigrationTestEnv *env)
     };
     size_t i;
 
-    if (!env->is_x86) {
+    /* Seconds each, but two dozen of them: in the full set (--full) */
+    if (!env->is_x86 || !env->full_set) {
         return;
     }
     for (i = 0; i < ARRAY_SIZE(tests); i++) {

@@ -1,0 +1,40 @@
+/*
+ * Postcopy minor placement
+ *
+ * Copyright (c) 2026 qemu-gmem developers
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#ifndef MIGRATION_POSTCOPY_MINOR_H
+#define MIGRATION_POSTCOPY_MINOR_H
+
+#include "migration.h"
+
+/*
+ * Map the fd of @rb a second time, unregistered, with the attributes of
+ * the block's own mapping (rb->postcopy_alias), and allocate its claim
+ * map.  Does nothing if the block has its alias already.
+ */
+int postcopy_minor_alias_map(RAMBlock *rb, Error **errp);
+void postcopy_minor_alias_unmap(RAMBlock *rb);
+
+/* Place a host page of @rb (zeroes if @from is NULL) */
+int postcopy_minor_place_page(MigrationIncomingState *mis, void *host,
+                              void *from, RAMBlock *rb);
+
+/*
+ * A minor fault on @offset of @rb: 1 if the page had been received and
+ * is mapped now, 0 if it has not been received and must be requested,
+ * or -errno if the received page cannot be mapped.
+ */
+int postcopy_minor_resolve_fault(MigrationIncomingState *mis, RAMBlock *rb,
+                                 ram_addr_t offset);
+
+/* Discard a range of a block with an alias, from a postcopy discard */
+int postcopy_minor_discard(RAMBlock *rb, uint64_t start, size_t length);
+
+/* Allocate a page that was just requested in the page cache */
+void postcopy_minor_prefault(RAMBlock *rb, ram_addr_t offset);
+
+#endif
