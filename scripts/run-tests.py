@@ -117,8 +117,15 @@ ASAN = UNIT + [
     STREAM,
 ]
 
-SUITES = {"host": ["tools"] + UPSTREAM + PROJECT, "vm": ["tools"] + VM,
-          "vm-stock": ["tools"] + VM_STOCK, "vm-guest": VM_GUEST,
+# The examples of docs/system/guest-memfd.rst, run by scripts/test-docs.py
+# as they are written ("docs"), or with -accel qtest in place of -accel kvm
+# ("docs-qtest": in the nested VM, where a KVM guest whose RAM is a
+# guest_memfd can hang at boot, see docs/check-vm.md).
+DOCS = ("docs", "docs-qtest")
+
+SUITES = {"host": ["tools", "docs"] + UPSTREAM + PROJECT,
+          "vm": ["tools", "docs-qtest"] + VM,
+          "vm-stock": ["tools", "docs-qtest"] + VM_STOCK, "vm-guest": VM_GUEST,
           "project": ["tools"] + PROJECT, "upstream": UPSTREAM,
           "stress": STRESS, "asan": ASAN}
 
@@ -134,8 +141,8 @@ def reserve_hugepages(items):
     def nothing():
         pass
 
-    if not any("hugetlb" in p for item in items if item != "tools"
-               for p in item[2]):
+    if not any("hugetlb" in p for item in items
+               if item != "tools" and item not in DOCS for p in item[2]):
         return nothing
     try:
         with open(f"{HUGEPAGES}/free_hugepages") as f:
@@ -280,7 +287,7 @@ def suite_items(args):
     for item in SUITES[args.suite]:
         if args.only is None:
             yield item
-        elif item != "tools":
+        elif item != "tools" and item not in DOCS:
             paths = [p for p in item[2] if any(o in p for o in args.only)]
             if paths:
                 yield (item[0], item[1], paths)
@@ -297,6 +304,15 @@ def run_suite(args, counts, env, log):
                 tenv.update(t.get("env") or {})
                 run_tap(f"tools {t['name']}", t["cmd"], tenv, counts,
                         args.timeout, log)
+            continue
+        if item in DOCS:
+            cmd = [sys.executable, os.path.join(TOP, "scripts", "test-docs.py"),
+                   "--qemu", os.path.join(args.build, "qemu-system-x86_64"),
+                   "--probe", os.path.join(args.tools_build, "gmem-probe")]
+            if item == "docs-qtest":
+                cmd += ["--accel", "qtest"]
+            run_tap("docs guest-memfd.rst", cmd, env, counts, args.timeout,
+                    log)
             continue
         label, binary, paths = item
         folder = [] if "/" in binary else ["qtest"]
