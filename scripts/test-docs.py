@@ -515,10 +515,11 @@ def main():
     todo = [s for n, s in scenarios.items()
             if args.only is None or n in args.only]
     print(f"1..{len(todo)}", flush=True)
+    args.qemu = os.path.abspath(args.qemu)
     if not os.access(args.qemu, os.X_OK):
         for n, s in enumerate(todo, 1):
-            print(f"ok {n} - {s.name} # SKIP no QEMU binary {args.qemu}")
-        return 0
+            print(f"not ok {n} - {s.name}: no QEMU binary {args.qemu}")
+        return 1
     note(f"QEMU {args.qemu}; examples from {args.rst}")
     runner = Runner(args.qemu, args.accel, Host(args.probe), args.keep)
     failed = 0
