@@ -80,7 +80,8 @@ check-vm-libvirt: qemu tools
 	$(S)/install-libvirt.sh
 	k=$$($(S)/build-kernel.sh) && KERNEL=$$k \
 	CHECK_VM_SMP=$${CHECK_VM_SMP:-1} TIMEOUT=$${TIMEOUT:-1500} \
-	CHECK_VM_CMD="scripts/check-libvirt.py --timeout 1300 --guest-timeout 300" \
+	CHECK_VM_CMD="scripts/check-libvirt.py --timeout 1300 \
+	    --guest-timeout 300 --marks 1 --bandwidth 4 --postcopy-bandwidth 4" \
 	    $(S)/check-vm.sh
 
 export: deps

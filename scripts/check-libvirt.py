@@ -353,7 +353,8 @@ class Harness:
         self.src.virsh("start", name, timeout=90)
         # Memory filled ('A') and checked a few times ('B')
         wait_for(f"{name} to start checking its memory",
-                 lambda: self.guest_progress(self.src, name, 0) >= 2,
+                 lambda: self.guest_progress(self.src, name, 0) >=
+                 self.args.marks,
                  self.args.guest_timeout)
 
     def guest_progress(self, side, name, since):
@@ -376,7 +377,8 @@ class Harness:
         if self.brk == "corrupt" and side is self.dst:
             self.corrupt(side, name)
         wait_for(f"{name} on {side.name} to keep checking its memory",
-                 lambda: self.guest_progress(side, name, since) >= 3,
+                 lambda: self.guest_progress(side, name, since) >=
+                 self.args.marks,
                  self.args.guest_timeout)
         for i in (0, 1, PAGES // 3, PAGES // 2, PAGES - 1):
             a = MEM_START + i * 4096
@@ -663,6 +665,9 @@ def main():
     ap.add_argument("--guest-timeout", type=int, default=int(
         os.environ.get("CHECK_LIBVIRT_GUEST_TIMEOUT", 60)),
         help="seconds for a guest to show progress")
+    ap.add_argument("--marks", type=int, default=3,
+                    help="'B's (8 checked passes each) a guest must print "
+                    "to count as running (default 3)")
     ap.add_argument("--bandwidth", type=int, default=32,
                     help="precopy bandwidth of the postcopy cases, MiB/s")
     ap.add_argument("--postcopy-bandwidth", type=int, default=16,
