@@ -8,7 +8,7 @@ S := scripts
 
 .PHONY: all demo deps qemu tools check check-host check-vm check-vm-uffd \
         check-vm-uffd-guest check-vm-stock kernel export bench stress \
-        check-asan check-series check-libvirt check-vm-libvirt clean
+        check-asan check-series check-libvirt clean
 
 all: demo
 
@@ -73,16 +73,6 @@ check-vm-stock: qemu tools
 check-libvirt: qemu tools
 	$(S)/install-libvirt.sh
 	$(S)/check-libvirt.py
-
-# The same inside the check-vm VM on the test kernel, where guest_memfd
-# postcopy runs: one CPU, as check-vm-uffd-guest; not in make check
-check-vm-libvirt: qemu tools
-	$(S)/install-libvirt.sh
-	k=$$($(S)/build-kernel.sh) && KERNEL=$$k \
-	CHECK_VM_SMP=$${CHECK_VM_SMP:-1} TIMEOUT=$${TIMEOUT:-1500} \
-	CHECK_VM_CMD="scripts/check-libvirt.py --timeout 1300 \
-	    --guest-timeout 300 --marks 1 --bandwidth 4 --postcopy-bandwidth 4" \
-	    $(S)/check-vm.sh
 
 export: deps
 	$(S)/export-series.sh
