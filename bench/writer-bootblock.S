@@ -10,10 +10,10 @@
 # pass increments the counters of the next W pages (round robin).  So after
 # s = W * passes page writes, page i holds q + (i < r), with q = s / PAGES
 # and r = s % PAGES: the guest knows what every page must hold.  Under KVM
-# a pass takes some milliseconds (60 on this project's machines), so it
-# dirties some MiB a second (17 here): enough
-# that a postcopy switch after the first precopy pass finds pages left to
-# send, few enough for precopy to converge over loopback.
+# a pass takes about 60 ms on this project's machines, so the guest
+# dirties about 17 MiB a second: enough that a postcopy switch after the
+# first precopy pass (at 32 MiB/s) finds pages left to send, few enough
+# for precopy to converge over loopback.
 #
 # Serial output: 'A' once the memory is filled, then 'B' after every 8
 # passes; 'E' (and a halt) if a page does not hold what it must.
