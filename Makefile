@@ -69,7 +69,7 @@ check-vm-stock: qemu tools
 	CHECK_VM_CMD="scripts/run-tests.sh --suite vm-stock" $(S)/check-vm.sh
 
 # virsh migrate of guest_memfd and memfd domains between two libvirtd on
-# this host (libvirt from bookworm-backports, installed on first use)
+# this host (bookworm's libvirt 9.0.0, installed on first use)
 check-libvirt: qemu tools
 	$(S)/install-libvirt.sh
 	$(S)/check-libvirt.py
