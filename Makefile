@@ -8,7 +8,7 @@ S := scripts
 
 .PHONY: all demo deps qemu tools check check-host check-vm check-vm-uffd \
         check-vm-uffd-guest check-vm-stock kernel export bench stress \
-        check-asan check-series clean
+        check-asan check-series check-libvirt clean
 
 all: demo
 
@@ -28,13 +28,15 @@ tools: deps
 
 # The test suite: the host suite; the nested-VM suite on a kernel with
 # userfaultfd for guest_memfd (check-vm-uffd) and the refusal on the newest
-# stock Debian kernel (check-vm-stock); the sanitizer build (check-asan).
+# stock Debian kernel (check-vm-stock); the sanitizer build (check-asan);
+# virsh migrate between two libvirt daemons (check-libvirt).
 # Counts added up.
 check: qemu tools
 	$(S)/check-all.py "$(S)/run-tests.sh --suite host" \
 	    "$(MAKE) --no-print-directory check-vm-uffd" \
 	    "$(MAKE) --no-print-directory check-vm-stock" \
-	    "$(MAKE) --no-print-directory check-asan"
+	    "$(MAKE) --no-print-directory check-asan" \
+	    "$(MAKE) --no-print-directory check-libvirt"
 
 check-host: qemu tools
 	$(S)/run-tests.sh --suite host
@@ -65,6 +67,12 @@ check-vm-uffd-guest: qemu tools
 # The newest Debian kernel (debian:sid): the backend, and postcopy refused.
 check-vm-stock: qemu tools
 	CHECK_VM_CMD="scripts/run-tests.sh --suite vm-stock" $(S)/check-vm.sh
+
+# virsh migrate of guest_memfd and memfd domains between two libvirtd on
+# this host (bookworm's libvirt 9.0.0, installed on first use)
+check-libvirt: qemu tools
+	$(S)/install-libvirt.sh
+	$(S)/check-libvirt.py
 
 export: deps
 	$(S)/export-series.sh
