@@ -79,12 +79,14 @@ static int postcopy_minor_copy_mempolicy(RAMBlock *rb, void *alias,
 
     if (syscall(SYS_get_mempolicy, &mode, nodes, ALIAS_MAX_NODES,
                 qemu_ram_get_host_addr(rb), MPOL_F_ADDR)) {
-        if (errno == ENOSYS) {
+        int err = errno;
+
+        if (err == ENOSYS) {
             return 0;
         }
-        error_setg_errno(errp, errno, "cannot read the memory policy of "
+        error_setg_errno(errp, err, "cannot read the memory policy of "
                          "RAM block %s", qemu_ram_get_idstr(rb));
-        return -errno;
+        return -err;
     }
     if (mode == MPOL_DEFAULT) {
         return 0;
@@ -92,10 +94,12 @@ static int postcopy_minor_copy_mempolicy(RAMBlock *rb, void *alias,
     /* mbind() takes one bit more than get_mempolicy() gives back */
     if (syscall(SYS_mbind, alias, rb->postcopy_length, mode, nodes,
                 ALIAS_MAX_NODES + 1, 0)) {
-        error_setg_errno(errp, errno, "cannot apply the memory policy of "
+        int err = errno;
+
+        error_setg_errno(errp, err, "cannot apply the memory policy of "
                          "RAM block %s to its second mapping",
                          qemu_ram_get_idstr(rb));
-        return -errno;
+        return -err;
     }
     return 0;
 }
@@ -117,9 +121,11 @@ int postcopy_minor_alias_map(RAMBlock *rb, Error **errp)
     alias = mmap(NULL, length, PROT_READ | PROT_WRITE, flags, rb->fd,
                  rb->fd_offset);
     if (alias == MAP_FAILED) {
-        error_setg_errno(errp, errno, "cannot map RAM block %s a second "
+        int err = errno;
+
+        error_setg_errno(errp, err, "cannot map RAM block %s a second "
                          "time for postcopy", qemu_ram_get_idstr(rb));
-        return -errno;
+        return -err;
     }
     ret = postcopy_minor_copy_mempolicy(rb, alias, errp);
     if (ret) {
