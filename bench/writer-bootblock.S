@@ -29,25 +29,9 @@
 #define W           256                 /* pages written per pass */
 #define SERIAL      0x3f8
 
-        .code16
-        .text
-        .globl  start
-start:
-        cli
-        lgdtl   gdtdesc
-        mov     $1, %eax
-        mov     %eax, %cr0              # protected mode on
-        ljmpl   $8, $pmode
+#include "bootblock.h"
 
-        .code32
-pmode:
-        mov     $16, %eax               # flat data segment
-        mov     %eax, %ds
-        mov     %eax, %es
-        mov     %eax, %ss
-        inb     $0x92, %al              # A20 on
-        or      $2, %al
-        outb    %al, $0x92
+        bootblock_enter_pmode
 
         mov     $MEM_START, %edi
 fill:
@@ -114,14 +98,4 @@ halt:
         hlt
         jmp     halt
 
-        .p2align 3
-gdt:
-        .quad   0
-        .quad   0x00cf9a000000ffff      # code: base 0, 4 GiB, 32-bit, r/x
-        .quad   0x00cf92000000ffff      # data: base 0, 4 GiB, r/w
-gdtdesc:
-        .word   gdtdesc - gdt - 1
-        .long   gdt
-
-        .org    510
-        .byte   0x55, 0xaa
+        bootblock_gdt_and_signature
