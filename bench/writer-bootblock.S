@@ -18,9 +18,6 @@
 # Serial output: 'A' once the memory is filled, then 'B' after every 8
 # passes; 'E' (and a halt) if a page does not hold what it must.
 #
-# The switch to 32-bit protected mode is the one QEMU's own migration test
-# guest (tests/qtest/migration/i386/a-b-bootblock.S) makes.
-#
 # Built by meson.build: assembled for i486, linked at 0x7c00, flat binary.
 
 #define MEM_START   (1 << 20)
