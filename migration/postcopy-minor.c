@@ -40,6 +40,19 @@
  * The copy and the ioctl run outside page_request_mutex, as UFFDIO_COPY
  * does, so that the fault thread never waits for a placement to check a
  * page.
+ *
+ * Writing through the alias costs a page fault there, which allocates the
+ * page, on top of the copy and the ioctl: a page that is not in the page
+ * cache yet is cheaper to place with UFFDIO_COPY (or UFFDIO_ZEROPAGE),
+ * which allocates, fills and maps it in one call, as for any other block.
+ * Only pages that may be in the page cache go through the alias, marked
+ * in rb->postcopy_cachedmap: those received during precopy and then
+ * discarded, which postcopy_minor_discard() keeps, and those the fault
+ * thread allocated for a request (postcopy_minor_prefault()).
+ * UFFDIO_COPY on a page that is in the page cache fails with EEXIST and
+ * changes nothing; the page is then placed through the alias, once
+ * /proc/self/pagemap has shown that it is not mapped, since no page is
+ * mapped before it is placed.
  */
 
 #include "qemu/osdep.h"
@@ -48,6 +61,7 @@
 #include "qemu/error-report.h"
 #include "qemu/lockable.h"
 #include "qemu/madvise.h"
+#include "qemu/stats64.h"
 #include "qapi/error.h"
 #include "exec/target_page.h"
 #include "system/ramblock.h"
@@ -59,6 +73,7 @@
 
 #ifdef CONFIG_LINUX
 
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <linux/mempolicy.h>
 #include "qemu/userfaultfd.h"
@@ -143,6 +158,7 @@ int postcopy_minor_alias_map(RAMBlock *rb, Error **errp)
 
     rb->postcopy_alias = alias;
     rb->postcopy_claimmap = bitmap_new(length / qemu_ram_pagesize(rb));
+    rb->postcopy_cachedmap = bitmap_new(length / qemu_ram_pagesize(rb));
     trace_postcopy_alias_map(qemu_ram_get_idstr(rb), alias, length);
     return 0;
 }
@@ -154,7 +170,104 @@ void postcopy_minor_alias_unmap(RAMBlock *rb)
         rb->postcopy_alias = NULL;
         g_free(rb->postcopy_claimmap);
         rb->postcopy_claimmap = NULL;
+        g_free(rb->postcopy_cachedmap);
+        rb->postcopy_cachedmap = NULL;
     }
+}
+
+void postcopy_minor_registered(RAMBlock *rb, uint64_t ioctls)
+{
+    if (ioctls & (1ULL << _UFFDIO_ZEROPAGE)) {
+        qemu_ram_set_uf_zeroable(rb);
+    }
+    if (!(ioctls & (1ULL << _UFFDIO_COPY))) {
+        /* Every page through the alias */
+        bitmap_fill(rb->postcopy_cachedmap,
+                    rb->postcopy_length / qemu_ram_pagesize(rb));
+    }
+}
+
+/*
+ * Place a page with UFFDIO_COPY, or UFFDIO_ZEROPAGE for zeroes (@from
+ * NULL) where the block has it: -EEXIST, quietly, if the page is in the
+ * page cache.
+ */
+static int postcopy_minor_copy(MigrationIncomingState *mis, void *host,
+                               void *from, RAMBlock *rb)
+{
+    size_t pagesize = qemu_ram_pagesize(rb);
+
+    if (!from && qemu_ram_is_uf_zeroable(rb)) {
+        struct uffdio_zeropage zero = {
+            .range = { .start = (uintptr_t)host, .len = pagesize },
+        };
+
+        return ioctl(mis->userfault_fd, UFFDIO_ZEROPAGE, &zero) ? -errno : 0;
+    } else {
+        struct uffdio_copy copy = {
+            .dst = (uintptr_t)host,
+            .src = (uintptr_t)(from ? from : mis->postcopy_tmp_zero_page),
+            .len = pagesize,
+        };
+
+        return ioctl(mis->userfault_fd, UFFDIO_COPY, &copy) ? -errno : 0;
+    }
+}
+
+/* Pages of the alias mapped at once, ahead of the stream */
+#define ALIAS_POPULATE_PAGES 64
+
+/*
+ * Writing a page through the alias faults there first, even where the
+ * page is in the page cache, which costs more than the copy.  Map the
+ * alias over the pages from @offset on that are in the page cache, up to
+ * ALIAS_POPULATE_PAGES, in one call, unless the last call did.  The stream
+ * sends runs of contiguous pages, so that saves a fault for most of them.
+ * postcopy_alias_populated is a hint only: a page mapped twice or not at
+ * all in the alias is still written correctly.
+ */
+static void postcopy_minor_populate_alias(RAMBlock *rb, ram_addr_t offset)
+{
+    size_t pagesize = qemu_ram_pagesize(rb);
+    unsigned long nr = offset / pagesize;
+    unsigned long last = rb->postcopy_length / pagesize;
+    unsigned long end;
+    ram_addr_t done = qatomic_read(&rb->postcopy_alias_populated);
+
+    if (pagesize != qemu_real_host_page_size() ||
+        (offset < done && offset + ALIAS_POPULATE_PAGES * pagesize > done)) {
+        return;
+    }
+    end = find_next_zero_bit(rb->postcopy_cachedmap,
+                             MIN(last, nr + ALIAS_POPULATE_PAGES), nr);
+    qatomic_set(&rb->postcopy_alias_populated, end * pagesize);
+    /* Only a missed optimisation if it fails */
+    qemu_madvise(rb->postcopy_alias + offset, (end - nr) * pagesize,
+                 QEMU_MADV_POPULATE_WRITE);
+}
+
+/*
+ * 1 if @host is mapped (present or swapped out) in this process, 0 if
+ * not, or -errno if /proc/self/pagemap cannot tell.
+ */
+static int postcopy_minor_page_mapped(void *host)
+{
+    uint64_t entry;
+    off_t pos = (uintptr_t)host / qemu_real_host_page_size() * sizeof(entry);
+    int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    ssize_t n;
+    int err;
+
+    if (fd < 0) {
+        return -errno;
+    }
+    n = pread(fd, &entry, sizeof(entry), pos);
+    err = errno;
+    close(fd);
+    if (n != sizeof(entry)) {
+        return n < 0 ? -err : -EIO;
+    }
+    return !!(entry & (1ULL << 63 | 1ULL << 62));
 }
 
 int postcopy_minor_place_page(MigrationIncomingState *mis, void *host,
@@ -174,6 +287,41 @@ int postcopy_minor_place_page(MigrationIncomingState *mis, void *host,
                      offset);
         return -EEXIST;
     }
+    if (!test_bit(nr, rb->postcopy_cachedmap)) {
+        ret = postcopy_minor_copy(mis, host, from, rb);
+        if (!ret) {
+            WITH_QEMU_LOCK_GUARD(&mis->page_request_mutex) {
+                postcopy_page_placed_locked(mis, host, pagesize, rb);
+            }
+            stat64_add(&mis->postcopy_copied, 1);
+            trace_postcopy_place_page_minor_copy(qemu_ram_get_idstr(rb),
+                                                 offset, !from);
+            return 0;
+        }
+        if (ret != -EEXIST) {
+            error_report("postcopy: cannot place page of RAM block %s at "
+                         "offset 0x" RAM_ADDR_FMT ": %s",
+                         qemu_ram_get_idstr(rb), offset, strerror(-ret));
+            clear_bit_atomic(nr, rb->postcopy_claimmap);
+            return ret;
+        }
+        /* In the page cache already (a preallocated backend, say) */
+        ret = postcopy_minor_page_mapped(host);
+        if (ret) {
+            if (ret > 0) {
+                error_report("postcopy: page of RAM block %s at offset 0x"
+                             RAM_ADDR_FMT " was mapped before it arrived",
+                             qemu_ram_get_idstr(rb), offset);
+                return -EEXIST;
+            }
+            error_report("postcopy: cannot tell whether page of RAM block "
+                         "%s at offset 0x" RAM_ADDR_FMT " is mapped: %s",
+                         qemu_ram_get_idstr(rb), offset, strerror(-ret));
+            clear_bit_atomic(nr, rb->postcopy_claimmap);
+            return ret;
+        }
+    }
+    postcopy_minor_populate_alias(rb, offset);
     /* What the page held before it arrived is of no use: write all of it */
     if (from) {
         memcpy(rb->postcopy_alias + offset, from, pagesize);
@@ -198,6 +346,7 @@ int postcopy_minor_place_page(MigrationIncomingState *mis, void *host,
     WITH_QEMU_LOCK_GUARD(&mis->page_request_mutex) {
         postcopy_page_placed_locked(mis, host, pagesize, rb);
     }
+    stat64_add(&mis->postcopy_continued, 1);
     trace_postcopy_place_page_minor(qemu_ram_get_idstr(rb), offset, !from);
     return 0;
 }
@@ -228,7 +377,24 @@ int postcopy_minor_resolve_fault(MigrationIncomingState *mis, RAMBlock *rb,
 
 int postcopy_minor_discard(RAMBlock *rb, uint64_t start, size_t length)
 {
+    unsigned int shift = qemu_target_page_bits();
+    unsigned long first = start >> shift;
+    unsigned long end = (start + length) >> shift;
+    unsigned long tp;
+
     trace_postcopy_ram_discard_minor(qemu_ram_get_idstr(rb), start, length);
+    /*
+     * A page received before is in the page cache, and stays there: it
+     * must not be placed with UFFDIO_COPY when the source sends it again.
+     * The range was checked against the block (ram_postcopy_discard_range)
+     * and the receivedmap is cleared after this.
+     */
+    for (tp = rb->receivedmap ? find_next_bit(rb->receivedmap, end, first)
+                              : end;
+         tp < end;
+         tp = find_next_bit(rb->receivedmap, end, tp + 1)) {
+        set_bit((tp << shift) / qemu_ram_pagesize(rb), rb->postcopy_cachedmap);
+    }
     if (qemu_madvise(qemu_ram_get_host_addr(rb) + start, length,
                      QEMU_MADV_DONTNEED)) {
         return ram_block_discard_range(rb, start, length);
@@ -244,6 +410,8 @@ void postcopy_minor_prefault(RAMBlock *rb, ram_addr_t offset)
     if (pagesize != qemu_real_host_page_size()) {
         return;
     }
+    /* Before it can be: its placement must not use UFFDIO_COPY */
+    set_bit_atomic(offset / pagesize, rb->postcopy_cachedmap);
     if (qemu_madvise(rb->postcopy_alias + offset, pagesize,
                      QEMU_MADV_POPULATE_WRITE)) {
         /* Only a missed optimisation (e.g. Linux before 5.14) */

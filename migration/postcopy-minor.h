@@ -19,6 +19,12 @@
 int postcopy_minor_alias_map(RAMBlock *rb, Error **errp);
 void postcopy_minor_alias_unmap(RAMBlock *rb);
 
+/*
+ * @rb, with its alias, was registered for missing and minor faults, the
+ * kernel offering @ioctls on it
+ */
+void postcopy_minor_registered(RAMBlock *rb, uint64_t ioctls);
+
 /* Place a host page of @rb (zeroes if @from is NULL) */
 int postcopy_minor_place_page(MigrationIncomingState *mis, void *host,
                               void *from, RAMBlock *rb);

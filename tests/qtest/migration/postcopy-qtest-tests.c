@@ -94,7 +94,20 @@ typedef struct {
     bool dump;              /* a second reader: dump-guest-memory */
     bool hugetlb;           /* memfd in 2 MiB hugetlbfs pages */
     bool bind;              /* RAM bound to host node 0 */
+    /* the source's boot RAM, if not mem_type (the destination's) */
+    bool src_differs;
+    MemType src_mem_type;
+    /*
+     * A pc-dimm of PQ_DIMM_MB on dimm_mem_type: hotplugged on the
+     * source (object-add, device_add) before the migration, on the
+     * destination's command line
+     */
+    bool dimm;
+    MemType dimm_mem_type;
 } PQArgs;
+
+#define PQ_DIMM_MB 16
+#define PQ_DIMM_PAGES (PQ_DIMM_MB * 1024 * 1024 / PQ_PAGE)
 
 static uint64_t pq_word(uint64_t page, uint64_t i)
 {
@@ -170,16 +183,59 @@ static QTestState *pq_start(PQArgs *a, bool incoming)
 {
     g_autoptr(QList) caps = qlist_new();
     g_autofree char *args = NULL;
+    g_autofree char *dimm = NULL;
+    MemType type = !incoming && a->src_differs ? a->src_mem_type
+                                                : a->mem_type;
 
+    if (a->dimm && incoming) {
+        dimm = g_strdup_printf("-object %s,id=dimm0,size=%dM "
+                               "-device pc-dimm,id=d0,memdev=dimm0",
+                               pq_backend(a->dimm_mem_type), PQ_DIMM_MB);
+    }
     qlist_append_str(caps, "oob");
-    args = g_strdup_printf("-machine q35 -m %dM "
+    args = g_strdup_printf("-machine q35 -m %dM%s "
                            "-object %s%s%s,id=mem,size=%dM "
-                           "-machine memory-backend=mem %s",
-                           PQ_RAM_MB, pq_backend(a->mem_type),
+                           "-machine memory-backend=mem %s %s",
+                           PQ_RAM_MB, a->dimm ? ",slots=2,maxmem=1G" : "",
+                           pq_backend(type),
                            a->hugetlb ? ",hugetlb=on,hugetlbsize=2M" : "",
                            a->bind ? ",host-nodes=0,policy=bind" : "",
-                           PQ_RAM_MB, incoming ? "-incoming defer" : "");
+                           PQ_RAM_MB, dimm ? dimm : "",
+                           incoming ? "-incoming defer" : "");
     return qtest_init_ext(NULL, args, caps, true);
+}
+
+/*
+ * Hotplug the DIMM on the source as a user would, and fill it: its
+ * guest-physical address
+ */
+static uint64_t pq_dimm_plug(QTestState *from, PQArgs *a, uint8_t *want)
+{
+    g_auto(GStrv) words = g_strsplit(pq_backend(a->dimm_mem_type), ",", 2);
+    QDict *rsp, *dev;
+    QList *list;
+    uint64_t addr, off;
+
+    qtest_qmp_assert_success(from, "{ 'execute': 'object-add', 'arguments':"
+                             " { 'qom-type': %s, 'id': 'dimm0', 'size': %d,"
+                             "   'share': %i } }", words[0],
+                             PQ_DIMM_MB * 1024 * 1024,
+                             a->dimm_mem_type != MEM_TYPE_ANON);
+    qtest_qmp_assert_success(from, "{ 'execute': 'device_add', 'arguments':"
+                             " { 'driver': 'pc-dimm', 'id': 'd0',"
+                             "   'memdev': 'dimm0' } }");
+    rsp = qtest_qmp(from, "{ 'execute': 'query-memory-devices' }");
+    list = qdict_get_qlist(rsp, "return");
+    g_assert(list);
+    g_assert_cmpint(qlist_size(list), ==, 1);
+    dev = qdict_get_qdict(qobject_to(QDict, qlist_peek(list)), "data");
+    addr = qdict_get_uint(dev, "addr");
+    g_assert_cmpstr(qdict_get_str(dev, "memdev"), ==, "/objects/dimm0");
+    qobject_unref(rsp);
+    for (off = 0; off < PQ_DIMM_MB * 1024 * 1024; off += PQ_CHUNK) {
+        qtest_bufwrite(from, addr + off, want + off, PQ_CHUNK);
+    }
+    return addr;
 }
 
 static void pq_check_page(QTestState *to, const uint8_t *want, uint64_t p)
@@ -401,6 +457,8 @@ static void pq_run(PQArgs *a)
     g_autoptr(GRand) rand = g_rand_new_with_seed(0x5eed);
     g_autofree char *dump_path = NULL;
     g_autofree char *no_hugepages = NULL;
+    g_autofree uint8_t *dimm_want = NULL;
+    uint64_t dimm_addr = 0;
     QTestState *from, *to;
     uint64_t i, off;
 
@@ -408,7 +466,8 @@ static void pq_run(PQArgs *a)
         g_test_skip("userfaultfd not available");
         return;
     }
-    if (a->mem_type == MEM_TYPE_GUEST_MEMFD) {
+    if (a->mem_type == MEM_TYPE_GUEST_MEMFD ||
+        (a->dimm && a->dimm_mem_type == MEM_TYPE_GUEST_MEMFD)) {
         if (!env->has_guest_memfd) {
             g_test_skip(env->guest_memfd_skip);
             return;
@@ -417,6 +476,12 @@ static void pq_run(PQArgs *a)
             g_test_skip(env->guest_memfd_uffd_skip);
             return;
         }
+    }
+    /* A guest_memfd source needs nothing of userfaultfd */
+    if (a->src_differs && a->src_mem_type == MEM_TYPE_GUEST_MEMFD &&
+        !env->has_guest_memfd) {
+        g_test_skip(env->guest_memfd_skip);
+        return;
     }
     if (a->hugetlb) {
         g_assert(a->mem_type == MEM_TYPE_MEMFD);
@@ -432,6 +497,15 @@ static void pq_run(PQArgs *a)
     to = pq_start(a, true);
     for (off = 0; off < PQ_END - PQ_START; off += PQ_CHUNK) {
         qtest_bufwrite(from, PQ_START + off, want + off, PQ_CHUNK);
+    }
+    if (a->dimm) {
+        /* The DIMM holds the boot RAM's last PQ_DIMM_MB, reversed */
+        dimm_want = g_malloc(PQ_DIMM_MB * 1024 * 1024);
+        for (i = 0; i < PQ_DIMM_PAGES; i++) {
+            memcpy(dimm_want + i * PQ_PAGE,
+                   want + (PQ_PAGES - 1 - i) * PQ_PAGE, PQ_PAGE);
+        }
+        dimm_addr = pq_dimm_plug(from, a, dimm_want);
     }
 
     migrate_set_capability(from, "postcopy-ram", true);
@@ -508,6 +582,16 @@ static void pq_run(PQArgs *a)
     for (i = 0; i < PQ_PAGES; i += 1) {
         pq_check_page(to, want, i);
     }
+    /* The DIMM came whole, on the background stream */
+    for (i = 0; a->dimm && i < PQ_DIMM_PAGES; i++) {
+        uint8_t got[PQ_PAGE];
+
+        qtest_bufread(to, dimm_addr + i * PQ_PAGE, got, PQ_PAGE);
+        if (memcmp(got, dimm_want + i * PQ_PAGE, PQ_PAGE)) {
+            g_test_message("DIMM page %" PRIu64 " differs", i);
+            g_assert_not_reached();
+        }
+    }
     /*
      * With the background stream capped, the reads outran it: pages
      * were requested from the source, and their latency was accounted.
@@ -518,9 +602,13 @@ static void pq_run(PQArgs *a)
         g_assert_cmpuint(pq_latency_samples(to), >, 0);
     }
     /*
-     * The placement the test names ran: most pages came in postcopy, each
-     * one placed with UFFDIO_CONTINUE for minor placement, with
-     * UFFDIO_COPY otherwise; and a rewrite started with discards.
+     * The placement the test names ran.  Without minor placement, every
+     * page with UFFDIO_COPY.  With it, a page in the page cache through
+     * the alias and UFFDIO_CONTINUE: each rewritten page (received, then
+     * discarded) and, with 4 KiB pages, the requested ones (allocated by
+     * the fault thread while they were on their way); the others, never
+     * in the page cache, with UFFDIO_COPY.  A rewrite started with
+     * discards.
      */
     {
         uint64_t pagesize = a->hugetlb ? 2 * 1024 * 1024 : PQ_PAGE;
@@ -534,7 +622,13 @@ static void pq_run(PQArgs *a)
                        pq_placement(to, "minor-faults"),
                        pq_placement(to, "discarded"));
         if (a->minor_cap || a->mem_type == MEM_TYPE_GUEST_MEMFD) {
-            g_assert_cmpuint(continued, >, pages / 4);
+            if (a->rewrite) {
+                g_assert_cmpuint(continued, >=,
+                                 PQ_REWRITE_PAGES * PQ_PAGE / pagesize);
+            } else if (a->postcopy_bandwidth && !a->hugetlb) {
+                g_assert_cmpuint(continued, >, 0);
+            }
+            g_assert_cmpuint(copied, >, pages / 4);
         } else {
             g_assert_cmpuint(continued, ==, 0);
             g_assert_cmpuint(copied, >, pages / 4);
@@ -596,6 +690,28 @@ PQ_TEST(minor_hugetlb_rewrite, .mem_type = MEM_TYPE_MEMFD, .hugetlb = true,
         .rewrite = true)
 PQ_TEST(minor_bind, .mem_type = MEM_TYPE_MEMFD, .minor_cap = true,
         .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW, .bind = true)
+PQ_TEST(mixed_memfd_gmem, .mem_type = MEM_TYPE_GUEST_MEMFD,
+        .src_differs = true, .src_mem_type = MEM_TYPE_MEMFD,
+        .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW)
+PQ_TEST(mixed_anon_gmem, .mem_type = MEM_TYPE_GUEST_MEMFD,
+        .src_differs = true, .src_mem_type = MEM_TYPE_ANON,
+        .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW)
+PQ_TEST(mixed_gmem_memfd, .mem_type = MEM_TYPE_MEMFD,
+        .src_differs = true, .src_mem_type = MEM_TYPE_GUEST_MEMFD,
+        .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW)
+PQ_TEST(mixed_gmem_memfd_minor, .mem_type = MEM_TYPE_MEMFD,
+        .minor_cap = true, .src_differs = true,
+        .src_mem_type = MEM_TYPE_GUEST_MEMFD, .order = PQ_RANDOM,
+        .postcopy_bandwidth = PQ_SLOW)
+PQ_TEST(dimm_minor, .mem_type = MEM_TYPE_MEMFD, .minor_cap = true,
+        .dimm = true, .dimm_mem_type = MEM_TYPE_MEMFD, .order = PQ_RANDOM,
+        .postcopy_bandwidth = PQ_SLOW, .rewrite = true)
+PQ_TEST(dimm_gmem, .mem_type = MEM_TYPE_GUEST_MEMFD, .dimm = true,
+        .dimm_mem_type = MEM_TYPE_GUEST_MEMFD, .order = PQ_RANDOM,
+        .postcopy_bandwidth = PQ_SLOW, .rewrite = true)
+PQ_TEST(dimm_gmem_memfd, .mem_type = MEM_TYPE_GUEST_MEMFD, .dimm = true,
+        .dimm_mem_type = MEM_TYPE_MEMFD, .order = PQ_RANDOM,
+        .postcopy_bandwidth = PQ_SLOW)
 PQ_TEST(gmem_random, .mem_type = MEM_TYPE_GUEST_MEMFD,
         .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW)
 PQ_TEST(gmem_race, .mem_type = MEM_TYPE_GUEST_MEMFD,
@@ -633,6 +749,14 @@ void migration_test_add_postcopy_qtest(MigrationTestEnv *env)
         { "minor/hugetlb-preempt-race", test_pq_minor_hugetlb_preempt_race },
         { "minor/hugetlb-rewrite", test_pq_minor_hugetlb_rewrite },
         { "minor/alias-attributes", test_pq_minor_bind },
+        { "mixed/guest-memfd-to-memfd", test_pq_mixed_gmem_memfd },
+        { "mixed/guest-memfd-to-memfd-minor",
+          test_pq_mixed_gmem_memfd_minor },
+        { "mixed/memfd-to-guest-memfd", test_pq_mixed_memfd_gmem },
+        { "mixed/anon-to-guest-memfd", test_pq_mixed_anon_gmem },
+        { "dimm/minor", test_pq_dimm_minor },
+        { "dimm/guest-memfd", test_pq_dimm_gmem },
+        { "dimm/guest-memfd-boot-memfd-dimm", test_pq_dimm_gmem_memfd },
         { "guest-memfd/random", test_pq_gmem_random },
         { "guest-memfd/race", test_pq_gmem_race },
         { "guest-memfd/preempt-race", test_pq_gmem_preempt_race },
