@@ -8,7 +8,7 @@ S := scripts
 
 .PHONY: all demo deps qemu tools check check-host check-vm check-vm-uffd \
         check-vm-uffd-guest check-vm-stock kernel export bench stress \
-        check-asan check-series check-libvirt clean
+        check-asan check-series check-libvirt check-cpr clean
 
 all: demo
 
@@ -77,11 +77,19 @@ check-libvirt: qemu tools
 export: deps
 	$(S)/export-series.sh
 
+# The UFFDIO_COPY variants also on QEMU without the series (--stock)
 bench: qemu tools
+	$(S)/build-qemu.sh --stock >/dev/null
 	.cache/tools-build/uffd-place-bench
+	$(S)/postcopy-bench.py --throughput --runs 5
+	$(S)/postcopy-bench.py --throughput --rewrite --runs 5
 	$(S)/postcopy-bench.py --runs 5
 	$(S)/postcopy-bench.py --runs 5 --accel tcg
 	$(S)/postcopy-bench.py --qtest --runs 5
+
+# CPR of memfd and guest_memfd RAM (about 4 minutes; not in make check)
+check-cpr: qemu tools
+	$(S)/run-tests.sh --suite cpr
 
 stress: qemu tools
 	$(S)/run-tests.sh --suite stress $(foreach o,$(ONLY),--only "$(o)")

@@ -2,8 +2,12 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
 # Build qemu-system-x86_64 and the qtests the project runs, incrementally.
-#   build-qemu.sh [--asan]
+#   build-qemu.sh [--asan | --stock]
 # --asan builds in a separate folder with ASan and UBSan.
+# --stock builds QEMU without the series, the base the series applies to
+# (git worktree of the prepared tree's tag qemu-gmem-base in
+# .cache/qemu-stock), qemu-system-x86_64 only: what the benchmarks compare
+# against (make bench-stock).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -11,10 +15,29 @@ set -euo pipefail
 
 dir=$BUILD
 opts=("${QEMU_CONFIGURE_OPTS[@]}")
-if [ "${1:-}" = --asan ]; then
+targets="qemu-system-x86_64 tests/qtest/migration-test"
+# qemu-storage-daemon: the vhost-user backend of a postcopy refusal test
+targets="$targets storage-daemon/qemu-storage-daemon tests/unit/test-uffd"
+for t in $QTESTS_EXTRA; do targets="$targets tests/qtest/$t"; done
+case "${1:-}" in
+--asan)
     dir=$TREE/build-asan
     opts+=(--enable-asan --enable-ubsan --disable-werror)
-fi
+    ;;
+--stock)
+    stock=$CACHE/qemu-stock
+    base=$(git -C "$TREE" rev-parse qemu-gmem-base)
+    if [ "$(git -C "$stock" rev-parse HEAD 2>/dev/null)" != "$base" ]; then
+        log "checking out the base, $QEMU_VERSION without the series," \
+            "in $stock"
+        rm -rf "$stock"
+        git -C "$TREE" worktree prune
+        git -C "$TREE" worktree add -q --detach "$stock" qemu-gmem-base
+    fi
+    dir=$stock/build
+    targets=qemu-system-x86_64
+    ;;
+esac
 
 if [ ! -f "$dir/build.ninja" ] ||
    [ "$(cat "$dir/.qemu-gmem-opts" 2>/dev/null)" != "${opts[*]}" ]; then
@@ -26,10 +49,6 @@ if [ ! -f "$dir/build.ninja" ] ||
     echo "${opts[*]}" > "$dir/.qemu-gmem-opts"
 fi
 
-# qemu-storage-daemon: the vhost-user backend of a postcopy refusal test
-targets="qemu-system-x86_64 tests/qtest/migration-test"
-targets="$targets storage-daemon/qemu-storage-daemon tests/unit/test-uffd"
-for t in $QTESTS_EXTRA; do targets="$targets tests/qtest/$t"; done
 log "building in $dir"
 ninja -C "$dir" $targets >&2
 

@@ -105,14 +105,15 @@ class VM:
     about 30 s probing AHCI on this project's machines."""
 
     def __init__(self, work, name, backend, incoming=False, trace=False,
-                 machine="pc", accels=("kvm", "tcg"), ram=RAM, disk=None):
+                 machine="pc", accels=("kvm", "tcg"), ram=RAM, disk=None,
+                 qemu=None):
         self.name = name
         self.serial = os.path.join(work, f"{name}.serial")
         self.qmp_path = os.path.join(work, f"{name}.qmp")
         self.trace = os.path.join(work, f"{name}.trace")
         self.log = open(os.path.join(work, f"{name}.log"), "w")
         disk = disk or os.path.join(work, "bootsect")
-        args = [QEMU]
+        args = [qemu or QEMU]
         for accel in accels:
             args += ["-accel", accel]
         args += ["-machine", machine,

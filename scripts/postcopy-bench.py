@@ -40,6 +40,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -48,8 +49,8 @@ import demo  # noqa: E402
 VARIANTS = [
     ("anon (UFFDIO_COPY)", "memory-backend-ram,share=off", False),
     ("memfd (UFFDIO_COPY)", "memory-backend-memfd", False),
-    ("memfd minor (CONTINUE)", "memory-backend-memfd", True),
-    ("guest_memfd (CONTINUE)", "memory-backend-guest-memfd", False),
+    ("memfd minor placement", "memory-backend-memfd", True),
+    ("guest_memfd (minor)", "memory-backend-guest-memfd", False),
 ]
 KEYS = [("total-time ms", "total ms"),
         ("postcopy blocktime ms", "blocktime ms"),
@@ -70,7 +71,8 @@ QT_SLOW = 8 << 20           # background stream during postcopy, bytes/s
 class QtestVM:
     """An -accel qtest machine whose memory is read and written over qtest"""
 
-    def __init__(self, work, name, backend, incoming=False):
+    def __init__(self, work, name, backend, incoming=False,
+                 ram_mb=QT_RAM_MB, qemu=None):
         qpath = os.path.join(work, f"{name}.qtest")
         qmp_path = os.path.join(work, f"{name}.qmp")
         srv = socket.socket(socket.AF_UNIX)
@@ -78,9 +80,9 @@ class QtestVM:
         srv.listen(1)
         srv.settimeout(30)
         self.log = open(os.path.join(work, f"{name}.log"), "w")
-        args = [demo.QEMU, "-accel", "qtest", "-machine", "q35",
-                "-m", f"{QT_RAM_MB}M",
-                "-object", f"{backend},id=mem,size={QT_RAM_MB}M",
+        args = [qemu or demo.QEMU, "-accel", "qtest", "-machine", "q35",
+                "-m", f"{ram_mb}M", "-name", f"{name},debug-threads=on",
+                "-object", f"{backend},id=mem,size={ram_mb}M",
                 "-machine", "memory-backend=mem", "-display", "none",
                 "-qtest", f"unix:{qpath}",
                 "-qmp", f"unix:{qmp_path},server=on,wait=off"]
@@ -146,17 +148,17 @@ def finish_postcopy(src, dst):
     }
 
 
-def qtest_migrate(work, name, backend, minor):
+def qtest_migrate(work, name, backend, minor, qemu=None):
     """One postcopy migration driven over qtest; (ok, report or refusal)"""
     demo.clean_work(work)
     size = (QT_RAM_MB << 20) - QT_START
     data = random.Random(0x5eed).randbytes(size)
     order = list(range(size // QT_PAGE))
     random.Random(0x0de7).shuffle(order)
-    src = QtestVM(work, "source", backend)
+    src = QtestVM(work, "source", backend, qemu=qemu)
     dst = None
     try:
-        dst = QtestVM(work, "target", backend, incoming=True)
+        dst = QtestVM(work, "target", backend, incoming=True, qemu=qemu)
         for off in range(0, size, 1 << 20):
             chunk = base64.b64encode(data[off:off + (1 << 20)]).decode()
             src.qtest(f"b64write 0x{QT_START + off:x} 0x{1 << 20:x} {chunk}")
@@ -191,22 +193,232 @@ def qtest_migrate(work, name, backend, minor):
             dst.stop()
 
 
+TP_RAM_MB = 1024
+TP_FILL = (0x5a, 0xa5)      # the source's RAM, before and after a rewrite
+STOCK_QEMU = os.path.join(demo.CACHE, "qemu-stock", "build",
+                          "qemu-system-x86_64")
+
+
+class ThreadCPU(threading.Thread):
+    """Polls the CPU time of the threads of @pid named @comms, every 5 ms,
+    and keeps the last value read: a thread's time is still there after it
+    exits, 5 ms at most short."""
+
+    def __init__(self, pid, comms):
+        super().__init__(daemon=True)
+        self.pid, self.comms = pid, comms
+        self.ns = {c: 0 for c in comms}
+        self.halt = threading.Event()
+        self.tick = 1e9 / os.sysconf("SC_CLK_TCK")
+
+    def read(self, task):
+        try:
+            return int(open(f"{task}/schedstat").read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+        f = open(f"{task}/stat").read().rsplit(")", 1)[1].split()
+        return int((int(f[11]) + int(f[12])) * self.tick)
+
+    def run(self):
+        while not self.halt.is_set():
+            try:
+                tids = os.listdir(f"/proc/{self.pid}/task")
+            except OSError:
+                return
+            for tid in tids:
+                task = f"/proc/{self.pid}/task/{tid}"
+                try:
+                    comm = open(f"{task}/comm").read().strip()
+                    if comm in self.ns:
+                        self.ns[comm] = max(self.ns[comm], self.read(task))
+                except OSError:
+                    continue
+            time.sleep(0.005)
+
+    def stop(self):
+        self.halt.set()
+        self.join()
+        return self.ns
+
+
+def throughput_migrate(work, name, backend, minor, qemu, preempt, rewrite):
+    """Postcopy of TP_RAM_MB of RAM, nearly all of it on the background
+    stream; (ok, report or refusal)"""
+    demo.clean_work(work)
+    size = (TP_RAM_MB << 20) - QT_START
+    src = QtestVM(work, "source", backend, ram_mb=TP_RAM_MB, qemu=qemu)
+    dst = None
+    try:
+        dst = QtestVM(work, "target", backend, incoming=True,
+                      ram_mb=TP_RAM_MB, qemu=qemu)
+        src.qtest(f"memset 0x{QT_START:x} 0x{size:x} 0x{TP_FILL[0]:x}")
+        caps = ["postcopy-ram"] + (["postcopy-preempt"] if preempt else [])
+        demo.set_caps(src, caps)
+        rsp = dst.qmp.cmd_raw("migrate-set-capabilities", capabilities=[
+            {"capability": c, "state": True}
+            for c in caps + (["x-postcopy-minor"] if minor else [])])
+        if "error" in rsp:
+            return False, rsp["error"]["desc"]
+        # rewrite: a slow precopy pass first, so that the destination
+        # holds nearly every page when the source rewrites them all
+        src.qmp.cmd("migrate-set-parameters", **{
+            "max-bandwidth": (512 << 20) if rewrite else (1 << 40),
+            "max-postcopy-bandwidth": 0})
+        port = demo.free_port()
+        dst.qmp.cmd("migrate-incoming", uri=f"tcp:127.0.0.1:{port}")
+        cpu = ThreadCPU(dst.proc.pid, ("mig/dst/listen", "mig/dst/preempt",
+                                       "mig/dst/fault"))
+        cpu.start()
+        src.qmp.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
+        fill = TP_FILL[0]
+        if rewrite:
+            demo.wait_for(lambda: src.qmp.cmd("query-migrate").get(
+                "ram", {}).get("transferred", 0) > size / 2, 60,
+                "the precopy pass")
+            fill = TP_FILL[1]
+            src.qtest(f"memset 0x{QT_START:x} 0x{size:x} 0x{fill:x}")
+            src.qmp.cmd("migrate-set-parameters", **{
+                "max-bandwidth": 1 << 40})
+        else:
+            demo.wait_for(lambda: src.qmp.cmd("query-migrate")["status"] ==
+                          "active", 30, "precopy to start")
+        t0 = time.monotonic()
+        src.qmp.cmd("migrate-start-postcopy")
+
+        def done(vm):
+            st = vm.qmp.cmd("query-migrate")["status"]
+            if st in ("failed", "cancelled"):
+                raise RuntimeError(f"{name}: migration {st}")
+            return st == "completed"
+        while not done(dst):
+            if time.monotonic() - t0 > 120:
+                raise TimeoutError(f"{name}: postcopy did not complete")
+            time.sleep(0.002)
+        postcopy_s = time.monotonic() - t0
+        threads = cpu.stop()
+        demo.wait_for(lambda: done(src), 30, "the source to complete")
+        info = src.qmp.cmd("query-migrate")
+        dinfo = dst.qmp.cmd("query-migrate")
+        rng = random.Random(0x7e57)
+        for off in [0, size - QT_PAGE] + [rng.randrange(0, size, QT_PAGE)
+                                          for _ in range(64)]:
+            got = int(dst.qtest(f"readb 0x{QT_START + off:x}")[0], 16)
+            if got != fill:
+                raise RuntimeError(f"{name}: page 0x{QT_START + off:x} "
+                                   f"reads 0x{got:x}, not 0x{fill:x}")
+        place = dinfo.get("postcopy-placement") or {}
+        pages = place.get("copied", 0) + place.get("continued", 0)
+        if not place:
+            # stock QEMU: pages from the bytes sent in postcopy
+            pages = info["ram"].get("postcopy-bytes", 0) // (QT_PAGE + 8)
+        ram_pages = size // QT_PAGE
+        listen = threads["mig/dst/listen"]
+        return True, {
+            "postcopy s": round(postcopy_s, 3),
+            "GiB/s": round(size / postcopy_s / 2 ** 30, 2),
+            "% postcopy": round(100 * pages / ram_pages),
+            "listen ns/page": round(listen / pages) if pages else None,
+            "placed COPY": place.get("copied"),
+            "placed CONTINUE": place.get("continued"),
+        }
+    finally:
+        src.stop()
+        if dst:
+            dst.stop()
+
+
+TP_KEYS = [("postcopy s", "postcopy s"), ("GiB/s", "GiB/s"),
+           ("% postcopy", "% postcopy"), ("listen ns/page", "ns/page"),
+           ("placed COPY", "COPY"), ("placed CONTINUE", "CONTINUE")]
+
+
+def all_variants(args):
+    """VARIANTS on this build, then the UFFDIO_COPY ones on the stock
+    QEMU where there is one; --only applied"""
+    stock = args.stock or (STOCK_QEMU if os.path.exists(STOCK_QEMU)
+                           else None)
+    variants = [(n, b, m, None) for n, b, m in VARIANTS]
+    if stock:
+        variants += [("stock " + n, b, m, stock)
+                     for n, b, m in VARIANTS if not m and "guest" not in b]
+    return [v for v in variants if not args.only or args.only in v[0]]
+
+
+def throughput_main(args):
+    """--throughput: the table, medians and ratios"""
+    variants = all_variants(args)
+    import tempfile
+    work = tempfile.mkdtemp(prefix="qemu-gmem-bench-")
+    results = {v[0]: [] for v in variants}
+    skipped = {}
+    for run in range(args.runs):
+        for name, backend, minor, qemu in variants:
+            if name in skipped:
+                continue
+            demo.say(f"run {run + 1}/{args.runs}: {name}")
+            ok, rep = throughput_migrate(work, name, backend, minor, qemu,
+                                         args.preempt, args.rewrite)
+            if not ok:
+                skipped[name] = rep
+                continue
+            results[name].append(rep)
+            demo.say("    " + ", ".join(f"{short} {rep.get(key)}"
+                                          for key, short in TP_KEYS))
+    demo.say()
+    demo.say(f"throughput: {TP_RAM_MB} MiB over loopback, "
+             f"{'rewritten after a precopy pass' if args.rewrite else 'postcopy from the start'}"
+             f"{', postcopy-preempt' if args.preempt else ''}; medians of "
+             f"{args.runs} runs, variants interleaved (machine: "
+             f"{os.cpu_count()} CPUs; noisy)")
+    demo.say(f"{'variant':28}" + "".join(f"{k[1]:>12}" for k in TP_KEYS) +
+             f"{'time ratio':>12}")
+    med = {}
+    for name, *_ in variants:
+        if name in skipped:
+            continue
+        med[name] = {k: (statistics.median(v) if v else None)
+                     for k, _ in TP_KEYS
+                     for v in [[r[k] for r in results[name]
+                                if r.get(k) is not None]]}
+    base = med.get("memfd (UFFDIO_COPY)", {}).get("postcopy s")
+    for name, *_ in variants:
+        if name in skipped:
+            demo.say(f"{name:28}  skipped: {skipped[name]}")
+            continue
+        row = med[name]
+        ratio = f"{row['postcopy s'] / base:.2f}" if base else "-"
+        demo.say(f"{name:28}" + "".join(
+            f"{row[k] if row[k] is not None else '-':>12}"
+            for k, _ in TP_KEYS) + f"{ratio:>12}")
+    demo.say()
+    demo.say("time ratio: postcopy time / that of memfd (UFFDIO_COPY) on "
+             "this build (minor placement's goal: <= 0.66)")
+    stock = med.get("stock memfd (UFFDIO_COPY)", {}).get("postcopy s")
+    for name in ("memfd (UFFDIO_COPY)", "memfd minor placement",
+                 "guest_memfd (minor)"):
+        if stock and name in med:
+            demo.say(f"{name} on this build / memfd (UFFDIO_COPY) on stock "
+                     f"QEMU: {med[name]['postcopy s'] / stock:.2f}")
+    return 0
+
+
 GUEST_RAM = "128M"
 
 
-def reader_vm(work, name, backend, accel, incoming=False):
+def reader_vm(work, name, backend, accel, incoming=False, qemu=None):
     """A machine booting bench/reader-bootblock.S"""
     return demo.VM(work, name, backend, incoming=incoming, accels=(accel,),
-                   ram=GUEST_RAM, disk=READER)
+                   ram=GUEST_RAM, disk=READER, qemu=qemu)
 
 
-def guest_migrate(work, name, backend, minor, accel):
+def guest_migrate(work, name, backend, minor, accel, qemu=None):
     """One postcopy migration of the reader guest; (ok, report or refusal)"""
     demo.clean_work(work)
-    src = reader_vm(work, "source", backend, accel)
+    src = reader_vm(work, "source", backend, accel, qemu=qemu)
     dst = None
     try:
-        dst = reader_vm(work, "target", backend, accel, incoming=True)
+        dst = reader_vm(work, "target", backend, accel, incoming=True,
+                        qemu=qemu)
         demo.wait_for(lambda: src.serial_count("A"), 120,
                       "the guest to fill its memory")
         refusal = start_postcopy(src, dst, minor)
@@ -236,8 +448,25 @@ def main():
                     "qtest, instead of the guest (see above)")
     ap.add_argument("--only", metavar="TEXT",
                     help="run only the variants whose name contains TEXT")
+    ap.add_argument("--throughput", action="store_true",
+                    help=f"{TP_RAM_MB} MiB of -accel qtest RAM, postcopy "
+                    "from the start, no bandwidth cap: the background "
+                    "stream's placement rate (see above)")
+    ap.add_argument("--rewrite", action="store_true",
+                    help="with --throughput: a precopy pass first, then "
+                    "the source rewrites all of its RAM, so every page is "
+                    "discarded and sent again in postcopy")
+    ap.add_argument("--preempt", action="store_true",
+                    help="with --throughput: with postcopy-preempt")
+    ap.add_argument("--stock", metavar="QEMU",
+                    help="with --throughput: the unpatched QEMU whose "
+                    "UFFDIO_COPY variants are run too (default: "
+                    f"{os.path.relpath(STOCK_QEMU, demo.TOP)} if built, "
+                    "scripts/build-qemu.sh --stock)")
     args = ap.parse_args()
-    variants = [v for v in VARIANTS if not args.only or args.only in v[0]]
+    if args.throughput:
+        return throughput_main(args)
+    variants = all_variants(args)
     keys = KEYS + QT_KEYS if args.qtest else KEYS
 
     if not args.qtest and not os.path.exists(READER):
@@ -248,15 +477,15 @@ def main():
     results = {v[0]: [] for v in variants}
     skipped = {}
     for run in range(args.runs):
-        for name, backend, minor in variants:
+        for name, backend, minor, qemu in variants:
             if name in skipped:
                 continue
             demo.say(f"run {run + 1}/{args.runs}: {name}")
             if args.qtest:
-                ok, rep = qtest_migrate(work, name, backend, minor)
+                ok, rep = qtest_migrate(work, name, backend, minor, qemu)
             else:
                 ok, rep = guest_migrate(work, name, backend, minor,
-                                        args.accel)
+                                        args.accel, qemu)
             if isinstance(rep, str):
                 skipped[name] = rep
                 continue
@@ -271,7 +500,7 @@ def main():
              f"{os.cpu_count()} CPUs; noisy)")
     demo.say(head)
     med = {}
-    for name, _, _ in variants:
+    for name, *_ in variants:
         if name in skipped:
             demo.say(f"{name:26}  skipped: {skipped[name]}")
             continue
@@ -282,14 +511,21 @@ def main():
         med[name] = row
         demo.say(f"{name:26}" + "".join(
             f"{row[k] if row[k] is not None else '-':>14}" for k, _ in keys))
-    b = med.get("memfd (UFFDIO_COPY)")
-    for name, what in (("memfd minor (CONTINUE)", "minor placement"),
-                       ("guest_memfd (CONTINUE)", "guest_memfd")):
-        a = med.get(name)
+    for base, name, what in (
+            ("memfd (UFFDIO_COPY)", "memfd minor placement",
+             "minor placement / memfd UFFDIO_COPY, this build "
+             "(target <= 1.0)"),
+            ("memfd (UFFDIO_COPY)", "guest_memfd (minor)",
+             "guest_memfd / memfd UFFDIO_COPY, this build (target <= 1.0)"),
+            ("stock memfd (UFFDIO_COPY)", "memfd (UFFDIO_COPY)",
+             "memfd UFFDIO_COPY, this build / stock QEMU"),
+            ("stock memfd (UFFDIO_COPY)", "memfd minor placement",
+             "minor placement, this build / memfd UFFDIO_COPY, stock QEMU")):
+        a, b = med.get(name), med.get(base)
         if not a or not b:
             continue
         demo.say()
-        demo.say(f"{what} / upstream memfd path (target <= 1.1):")
+        demo.say(what + ":")
         for key, short in KEYS[:4] + QT_KEYS[:2] if args.qtest else KEYS[:4]:
             if a[key] and b[key]:
                 demo.say(f"  {short:14} {a[key] / b[key]:.2f}")
