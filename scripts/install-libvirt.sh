@@ -25,6 +25,15 @@
 # another time).  So where any file the four list is missing they are
 # installed once more with --reinstall, and checked again.
 #
+# The QEMU driver resolves its built-in user and group, libvirt-qemu,
+# before it reads qemu.conf (whose user = "root" the harness sets), and
+# libvirtd stops where they do not exist: "Failed to parse user
+# 'libvirt-qemu'".  libvirt-daemon-system's postinst creates them, but
+# that package also brings polkit, the default network and the init
+# scripts; so they are created here the way that postinst does (system
+# user libvirt-qemu in group kvm, group libvirt-qemu, uid and gid 64055
+# where free), each creation printed.
+#
 # The QEMU driver's dependency on a QEMU is met by bookworm's
 # qemu-system-x86 7.2, which the harness never runs (each domain's
 # <emulator> is the project's build).  The firmware packages the
@@ -47,8 +56,8 @@ missing_files() {
     done
 }
 
-# Everything is present: the packages at $LV, and every file they list
-present() {
+# The packages are present at $LV, with every file they list
+packages_present() {
     local p v
     for p in $PKGS; do
         v=$(dpkg-query -W -f='${Status} ${Version}' "$p" 2>/dev/null || true)
@@ -58,15 +67,51 @@ present() {
     command -v libvirtd >/dev/null && command -v virsh >/dev/null
 }
 
-if present; then
+qemu_user_present() {
+    getent passwd libvirt-qemu >/dev/null &&
+        getent group libvirt-qemu >/dev/null
+}
+
+# The user and group the QEMU driver needs to exist (see the top)
+add_qemu_user() {
+    local id=64055 opt
+    if ! getent group kvm >/dev/null; then
+        log "adding system group kvm"
+        groupadd --system kvm
+    fi
+    if ! getent passwd libvirt-qemu >/dev/null; then
+        opt=()
+        getent passwd "$id" >/dev/null || opt=(--uid "$id")
+        log "adding system user libvirt-qemu (group kvm, no login)"
+        useradd --system "${opt[@]}" --gid kvm --home-dir /var/lib/libvirt \
+            --no-create-home --shell /usr/sbin/nologin \
+            --comment "Libvirt Qemu" libvirt-qemu
+    fi
+    if ! getent group libvirt-qemu >/dev/null; then
+        opt=()
+        getent group "$id" >/dev/null || opt=(--gid "$id")
+        log "adding system group libvirt-qemu, user libvirt-qemu in it"
+        groupadd --system "${opt[@]}" libvirt-qemu
+        usermod -a -G libvirt-qemu libvirt-qemu
+    fi
+}
+
+if packages_present && qemu_user_present; then
     log "libvirt $LV present"
     exit 0
 fi
 
 if [ "$(id -u)" != 0 ]; then
-    log "libvirt $LV missing or incomplete ($PKGS); run as root to" \
-        "install" >&2
+    log "libvirt $LV missing or incomplete ($PKGS, user and group" \
+        "libvirt-qemu); run as root to install" >&2
     exit 1
+fi
+
+if packages_present; then
+    add_qemu_user
+    qemu_user_present || { log "cannot add libvirt-qemu" >&2; exit 1; }
+    log "done"
+    exit 0
 fi
 
 fw_versions() {
@@ -109,7 +154,8 @@ if [ -n "$lost" ]; then
         "(e.g. $(echo "$lost" | head -1)); reinstalling them"
     apt-get install -y -q --reinstall --no-install-recommends "${args[@]}"
 fi
-if ! present; then
+add_qemu_user
+if ! packages_present || ! qemu_user_present; then
     log "libvirt $LV still missing or incomplete after the install:" >&2
     for p in $PKGS; do missing_files "$p"; done | head >&2
     exit 1
