@@ -182,7 +182,10 @@ class Daemon:
                               f"{self.tail('libvirtd.out')}")
             if not os.path.exists(f"{self.sock_dir}/libvirt-sock"):
                 return False
-            return run(["virsh", "-c", self.uri, "version"], 30)[0] == 0
+            # Not "virsh version": that wants a default emulator
+            # (/usr/bin/qemu-system-x86_64), which the harness never uses
+            rc = run(["virsh", "-c", self.uri, "list", "--all"], 30)[0]
+            return rc == 0
         wait_for(f"libvirtd ({self.name})", up, 60, 0.3)
         self.ns = os.readlink(f"/proc/{self.proc.pid}/ns/mnt")
 
