@@ -26,7 +26,13 @@ Cases, each migrated with virsh and checked with virsh and QMP
   gmem-recovery    the same on guest_memfd, where the kernel has it
 After every completed migration the destination's guest must be running,
 keep checking its memory without an error, and show the source's data at
-sampled pages (HMP xp).
+sampled pages (HMP xp).  In a postcopy case the source's downtime limit
+is 1 ms, so that precopy cannot converge first; the source must have
+gone into postcopy (libvirt's lifecycle events, virsh event) and the
+destination must have placed pages in it, guest_memfd ones through
+minor placement (UFFDIO_CONTINUE, or UFFDIO_COPY where precopy had not
+sent the page; QEMU's trace of each page placed, in the destination's
+domain log).
 
 Every daemon and QEMU started is stopped by PID at the end, failure and
 timeout included; the mounts live only in the daemons' namespaces.
@@ -84,8 +90,12 @@ class Timeout(BaseException):
     pass
 
 
+T0 = time.monotonic()
+
+
 def log(msg):
-    print(f"[check-libvirt] {msg}", file=sys.stderr, flush=True)
+    print(f"[check-libvirt] {time.monotonic() - T0:6.1f} s: {msg}",
+          file=sys.stderr, flush=True)
 
 
 def free_port():
@@ -270,6 +280,44 @@ class Daemon:
         self.proc = None
 
 
+class Events:
+    """What one daemon reports with virsh event --all --loop while a case
+    runs.  Started before the domain is, so that virsh has registered
+    long before the migration begins."""
+
+    def __init__(self, daemon):
+        self.proc = subprocess.Popen(["virsh", "-c", daemon.uri, "event",
+                                      "--all", "--loop"],
+                                     stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True,
+                                     errors="replace")
+        self.text = None
+
+    def stop(self):
+        if self.text is None:
+            self.proc.terminate()
+            try:
+                self.text = self.proc.communicate(timeout=10)[0]
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.text = self.proc.communicate()[0]
+        return self.text
+
+    def lifecycle(self, name):
+        """name's lifecycle events, as virsh words them ('Resumed
+        Post-copy')"""
+        return re.findall(r"^event 'lifecycle' for domain "
+                          rf"'{re.escape(name)}': (.*)$", self.stop(), re.M)
+
+    def job_stat(self, name, stat):
+        """One statistic of name's last job-completed event, or None"""
+        jobs = re.findall(r"^event 'job-completed' for domain "
+                          rf"'{re.escape(name)}':\n((?:\t.*\n)*)",
+                          self.stop(), re.M)
+        m = re.search(rf"^\t{stat}: (\S+)$", jobs[-1], re.M) if jobs else None
+        return m.group(1) if m else None
+
+
 def is_zombie(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -297,19 +345,19 @@ class Harness:
     def domain_xml(self, name, mem):
         img = os.path.join(self.img_dir, name + ".img")
         shutil.copyfile(self.args.guest, img)
-        backing, cmdline = "", ""
+        backing, args = "", []
         if mem == "memfd":
             backing = ("  <memoryBacking><source type='memfd'/>"
                        "<access mode='shared'/></memoryBacking>\n")
         else:
-            cmdline = (
-                "  <qemu:commandline>\n"
-                "    <qemu:arg value='-object'/>\n"
-                "    <qemu:arg value='memory-backend-guest-memfd,id=gmem0,"
-                f"size={GUEST_MIB}M'/>\n"
-                "    <qemu:arg value='-machine'/>\n"
-                "    <qemu:arg value='memory-backend=gmem0'/>\n"
-                "  </qemu:commandline>\n")
+            args = ["-object", "memory-backend-guest-memfd,id=gmem0,"
+                    f"size={GUEST_MIB}M", "-machine", "memory-backend=gmem0"]
+        # Each page a postcopy destination places, traced to the domain's
+        # log (QEMU's stderr): how it placed them (placed_pages())
+        args += ["-trace", "postcopy_place_page*"]
+        cmdline = ("  <qemu:commandline>\n" +
+                   "".join(f"    <qemu:arg value='{a}'/>\n" for a in args) +
+                   "  </qemu:commandline>\n")
         # <acpi/>: without it libvirt 9.0 passes -no-acpi, which QEMU 9.0
         # removed (newer libvirt passes -machine acpi=off); the guest does
         # not use ACPI either way.
@@ -357,12 +405,16 @@ class Harness:
         with open(xml, "w") as f:
             f.write(self.domain_xml(name, mem))
         self.src.virsh("define", xml)
+        t0 = time.monotonic()
         self.src.virsh("start", name, timeout=90)
+        t1 = time.monotonic()
         # Memory filled ('A') and checked a few times ('B')
         wait_for(f"{name} to start checking its memory",
                  lambda: self.guest_progress(self.src, name, 0) >=
                  self.args.marks,
                  self.args.guest_timeout)
+        log(f"{name}: started in {t1 - t0:.1f} s, guest checking its memory "
+            f"{time.monotonic() - t1:.1f} s later")
 
     def guest_progress(self, side, name, since):
         """'B's printed after offset since; a Failure on an 'E'."""
@@ -444,18 +496,22 @@ class Harness:
                 pass
             stop.wait(0.1)
 
-    def migrate(self, name, *extra, timeout=180):
+    def migrate(self, name, *extra, timeout=180, seen=None):
         """virsh migrate with a thread watching the source's status."""
-        seen, stop = set(), threading.Event()
+        seen = seen if seen is not None else set()
+        stop = threading.Event()
         t = threading.Thread(target=self.watch_source,
                              args=(name, seen, stop), daemon=True)
         t.start()
+        t0 = time.monotonic()
         try:
             rc, out, err = self.src.virsh(*self.migrate_args(name, *extra),
                                           timeout=timeout, check=False)
         finally:
             stop.set()
             t.join(35)
+        log(f"{name}: virsh migrate {' '.join(extra)}: exit {rc} after "
+            f"{time.monotonic() - t0:.1f} s")
         return rc, (out + err).strip(), seen
 
     def daemons_dead(self):
@@ -494,19 +550,91 @@ class Harness:
     def case_postcopy(self, name, mem):
         if mem == "gmem" and not self.gmem_postcopy:
             return self.case_refusal(name)
-        self.start_domain(name, mem)
-        rc, out, seen = self.migrate(
-            name, "--postcopy", "--postcopy-after-precopy",
-            "--bandwidth", str(self.args.bandwidth),
-            "--postcopy-bandwidth", str(self.args.postcopy_bandwidth))
-        if rc:
-            raise Failure(f"virsh migrate --postcopy: {out}"
-                          f"{self.daemons_dead()}")
-        if "postcopy-active" not in seen:
-            raise Failure("completed without entering postcopy (source "
-                          f"statuses seen: {sorted(s for s in seen if s)})")
+        events = (Events(self.src), Events(self.dst))
+        try:
+            self.start_domain(name, mem)
+            self.postcopy_only(name)
+            rc, out, seen = self.migrate(
+                name, "--postcopy", "--postcopy-after-precopy",
+                "--bandwidth", str(self.args.bandwidth),
+                "--postcopy-bandwidth", str(self.args.postcopy_bandwidth))
+            if rc:
+                raise Failure(f"virsh migrate --postcopy: {out}"
+                              f"{self.daemons_dead()}")
+        finally:
+            for e in events:
+                e.stop()
+        how = self.check_postcopy(name, mem, *events, seen)
         self.migrated(name)
-        return "completed through postcopy-active, guest checked"
+        return f"completed through postcopy ({how}), guest checked"
+
+    def postcopy_only(self, name):
+        """A downtime limit of 1 ms: with the guest writing, precopy cannot
+        converge, and the migration can only complete through postcopy.
+        (Otherwise a precopy that converges before migrate-start-postcopy
+        arrives completes without it: seen on a loaded host.)"""
+        self.src.virsh("migrate-setmaxdowntime", name, "1")
+        limit = self.src.qmp(name, "query-migrate-parameters").get(
+            "downtime-limit")
+        if limit != 1:
+            raise Failure(f"{name}: downtime-limit {limit} after virsh "
+                          "migrate-setmaxdowntime 1")
+
+    def placed_pages(self, name):
+        """How the destination placed the pages it received in postcopy,
+        counted from its trace (the postcopy-placement statistics of its
+        query-migrate are gone once the migration ends: libvirt resets
+        the migration capabilities then, and it holds the monitor until
+        then).  'placed': pages placed, any block, any way (the host
+        addresses of postcopy_place_page and postcopy_place_page_zero,
+        which a zero page can give both); 'continued' and 'copied': those
+        that minor placement put into RAM block gmem0 (the guest_memfd),
+        with UFFDIO_CONTINUE where precopy had left the page in its page
+        cache, with UFFDIO_COPY where not."""
+        try:
+            with open(self.dst.host_path(f"/var/log/libvirt/qemu/{name}.log"),
+                      errors="replace") as f:
+                text = f.read()
+        except OSError as e:
+            raise Failure(f"{name}: the destination's domain log: {e}")
+        return {"placed": len(set(re.findall(
+                    r"postcopy_place_page(?:_zero)? host=(0x[0-9a-f]+)",
+                    text))),
+                "continued": len(re.findall(
+                    r"postcopy_place_page_minor gmem0 ", text)),
+                "copied": len(re.findall(
+                    r"postcopy_place_page_minor_copy gmem0 ", text))}
+
+    def check_postcopy(self, name, mem, src_events, dst_events, seen):
+        """The source went into postcopy (libvirt's lifecycle event
+        'Suspended Post-copy', raised on QEMU's postcopy-active: events,
+        since the statuses the watcher samples miss a short postcopy on a
+        busy host), and the destination placed pages in it, guest_memfd
+        ones through minor placement.  The page requests (libvirt's
+        statistics of the source's job) are reported only: a guest as
+        slow as a nested one may touch no missing page before the stream
+        brings it (seen once with guest_memfd in the nested VM)."""
+        src = src_events.lifecycle(name)
+        where = (f"{name}'s events on the source {src}, on the destination "
+                 f"{dst_events.lifecycle(name)}; source statuses seen "
+                 f"{sorted(s for s in seen if s)}")
+        if "Suspended Post-copy" not in src:
+            raise Failure(f"the source never went into postcopy: {where}")
+        placed = self.placed_pages(name)
+        if not placed["placed"]:
+            raise Failure("postcopy, but the destination's trace shows no "
+                          f"page placed: {where}")
+        gmem = placed["continued"] + placed["copied"]
+        if mem == "gmem" and not gmem:
+            raise Failure("postcopy, but the destination's trace shows no "
+                          "page placed into gmem0 by minor placement "
+                          f"({placed['placed']} placed otherwise): {where}")
+        reqs = src_events.job_stat(name, "memory_postcopy_requests")
+        into = (f", {gmem} of them into gmem0 ({placed['continued']} with "
+                f"UFFDIO_CONTINUE, {placed['copied']} with UFFDIO_COPY)"
+                if mem == "gmem" else "")
+        return (f"{placed['placed']} pages placed on the destination{into}; "
+                f"{reqs} page requests")
 
     def case_refusal(self, name):
         self.start_domain(name, "gmem")
@@ -531,12 +659,38 @@ class Harness:
     def case_recovery(self, name, mem):
         if mem == "gmem" and not self.gmem_postcopy:
             raise Skip(f"no guest_memfd postcopy here: {self.gmem_reason}")
-        self.start_domain(name, mem)
-        extra = ("--postcopy", "--bandwidth", str(self.args.bandwidth),
-                 "--postcopy-bandwidth", str(self.args.postcopy_bandwidth))
-        seen, stop = set(), threading.Event()
+        events = (Events(self.src), Events(self.dst))
+        try:
+            self.start_domain(name, mem)
+            self.postcopy_only(name)
+            seen = self.pause_postcopy(name)
+            if self.brk == "no-resume":
+                log("CHECK_LIBVIRT_BREAK=no-resume: not resuming")
+            else:
+                rc, out, _ = self.migrate(name, *self.recovery_args(),
+                                          "--postcopy-resume", seen=seen)
+                if rc:
+                    raise Failure(f"virsh migrate --postcopy-resume: {out}"
+                                  f"{self.daemons_dead()}")
+        finally:
+            for e in events:
+                e.stop()
+        how = self.check_postcopy(name, mem, *events, seen)
+        self.migrated(name)
+        return ("paused by migrate-pause during postcopy, resumed with "
+                f"--postcopy-resume ({how}), guest checked")
+
+    def recovery_args(self):
+        return ("--postcopy", "--bandwidth", str(self.args.bandwidth),
+                "--postcopy-bandwidth", str(self.args.postcopy_bandwidth))
+
+    def pause_postcopy(self, name):
+        """virsh migrate --postcopy, migrate-postcopy once it runs, and
+        migrate-pause on the source in postcopy: both sides must end up
+        paused ('post-copy failed').  The source's statuses seen."""
+        seen = set()
         mig = subprocess.Popen(["virsh", "-q", "-c", self.src.uri] +
-                               self.migrate_args(name, *extra),
+                               self.migrate_args(name, *self.recovery_args()),
                                stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
         try:
@@ -577,16 +731,7 @@ class Harness:
                 raise Failure(f"{name} on {side.name}: {st[side.name]}, "
                               "not post-copy failed")
         log(f"{name}: source {st['src']}, destination {st['dst']}")
-        if self.brk == "no-resume":
-            log("CHECK_LIBVIRT_BREAK=no-resume: not resuming")
-        else:
-            rc, out, _ = self.migrate(name, *extra, "--postcopy-resume")
-            if rc:
-                raise Failure(f"virsh migrate --postcopy-resume: {out}"
-                              f"{self.daemons_dead()}")
-        self.migrated(name)
-        return ("paused by migrate-pause during postcopy, resumed with "
-                "--postcopy-resume, guest checked on the destination")
+        return seen
 
     # ------------------------------------------------------------ driver
     def probe(self):
