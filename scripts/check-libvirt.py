@@ -34,6 +34,11 @@ minor placement (UFFDIO_CONTINUE, or UFFDIO_COPY where precopy had not
 sent the page; QEMU's trace of each page placed, in the destination's
 domain log).
 
+--fail-skips is for a host known to have everything, guest_memfd
+postcopy included (make check-vm-libvirt, on the check-vm-uffd kernel):
+there a case that skips fails, and so does gmem-postcopy where the probe
+says it would only show the refusal.
+
 Every daemon and QEMU started is stopped by PID at the end, failure and
 timeout included; the mounts live only in the daemons' namespaces.
 
@@ -549,6 +554,9 @@ class Harness:
 
     def case_postcopy(self, name, mem):
         if mem == "gmem" and not self.gmem_postcopy:
+            if self.args.fail_skips:
+                raise Failure("--fail-skips: guest_memfd postcopy must run "
+                              f"here, but gmem-probe says: {self.gmem_reason}")
             return self.case_refusal(name)
         events = (Events(self.src), Events(self.dst))
         try:
@@ -751,6 +759,8 @@ class Harness:
             res = "PASS"
         except Skip as e:
             res, detail = "SKIP", str(e)
+            if self.args.fail_skips:
+                res, detail = "FAIL", f"skipped, but --fail-skips: {e}"
         except Failure as e:
             res, detail = "FAIL", str(e)
         finally:
@@ -833,18 +843,28 @@ def main():
                     help="run only this case (repeatable)")
     ap.add_argument("--keep", action="store_true",
                     help="keep the work folder (logs)")
+    ap.add_argument("--fail-skips", action="store_true",
+                    help="this host has all the cases need, guest_memfd "
+                    "postcopy included (make check-vm-libvirt): a case "
+                    "that skips fails, and so does gmem-postcopy where it "
+                    "would only show the refusal")
     args = ap.parse_args()
+
+    def skip_all(why):
+        if args.fail_skips:
+            print(f"FAIL: libvirt: skipped, but --fail-skips: {why}")
+            print("0 passed, 1 failed, 0 skipped")
+            return 1
+        print(f"SKIP: libvirt: {why}")
+        print("0 passed, 0 failed, 1 skipped")
+        return 0
 
     for what, path in (("libvirtd", shutil.which("libvirtd")),
                        ("virsh", shutil.which("virsh"))):
         if not path:
-            print(f"SKIP: libvirt: no {what} (scripts/install-libvirt.sh)")
-            print("0 passed, 0 failed, 1 skipped")
-            return 0
+            return skip_all(f"no {what} (scripts/install-libvirt.sh)")
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        print("SKIP: libvirt: no usable /dev/kvm")
-        print("0 passed, 0 failed, 1 skipped")
-        return 0
+        return skip_all("no usable /dev/kvm")
     if os.getuid() != 0:
         print("FAIL: libvirt: must run as root (mount namespaces, libvirtd)")
         print("0 passed, 1 failed, 0 skipped")
