@@ -5,6 +5,8 @@
 
 SHELL := /bin/bash
 S := scripts
+# The cache the scripts use (scripts/common.sh): QEMU_GMEM_CACHE, if set
+CACHE := $(or $(QEMU_GMEM_CACHE),.cache)
 
 .PHONY: all demo deps qemu tools check check-host check-vm check-vm-uffd \
         check-vm-uffd-guest check-vm-stock kernel export bench stress \
@@ -22,9 +24,9 @@ qemu: deps
 	$(S)/build-qemu.sh >/dev/null
 
 tools: deps
-	@[ -f .cache/tools-build/build.ninja ] || \
-	    meson setup .cache/tools-build . >/dev/null
-	meson compile -C .cache/tools-build >/dev/null
+	@[ -f $(CACHE)/tools-build/build.ninja ] || \
+	    meson setup $(CACHE)/tools-build . >/dev/null
+	meson compile -C $(CACHE)/tools-build >/dev/null
 
 # The test suite: the host suite; the nested-VM suite on a kernel with
 # userfaultfd for guest_memfd (check-vm-uffd) and the refusal on the newest
@@ -80,7 +82,7 @@ export: deps
 # The UFFDIO_COPY variants also on QEMU without the series (--stock)
 bench: qemu tools
 	$(S)/build-qemu.sh --stock >/dev/null
-	.cache/tools-build/uffd-place-bench
+	$(CACHE)/tools-build/uffd-place-bench
 	$(S)/postcopy-bench.py --throughput --runs 5
 	$(S)/postcopy-bench.py --throughput --rewrite --runs 5
 	$(S)/postcopy-bench.py --runs 5
@@ -99,7 +101,7 @@ check-asan: deps tools
 	$(S)/build-qemu.sh --asan >/dev/null
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	    $(S)/run-tests.sh --suite asan --build .cache/qemu/build-asan \
+	    $(S)/run-tests.sh --suite asan --build $(CACHE)/qemu/build-asan \
 	    --log /tmp/qemu-gmem-asan.log
 	@! grep -n "runtime error:\|ERROR: AddressSanitizer\|ERROR: LeakSanitizer" \
 	    /tmp/qemu-gmem-asan.log || { echo "sanitizer reports above"; exit 1; }
@@ -108,4 +110,4 @@ check-series: deps
 	$(S)/check-series-builds.sh
 
 clean:
-	rm -rf .cache/qemu/build .cache/tools-build
+	rm -rf $(CACHE)/qemu/build $(CACHE)/tools-build

@@ -27,7 +27,8 @@
 # Also read from the environment:
 # CHECK_VM_CMD   the command run inside (bash, cwd = the repository);
 #                default: scripts/run-tests.sh --suite vm
-# CHECK_VM_ENV   names of further variables to copy into the VM
+# CHECK_VM_ENV   names of further variables to copy into the VM (CI, V
+#                and QEMU_GMEM_CACHE are always copied)
 # CHECK_VM_QEMU  the outer QEMU (default: the project's build, else Debian's)
 # CHECK_VM_PROBE the probe run first (default .cache/tools-build/gmem-probe)
 # CHECK_VM_SMP, CHECK_VM_MEM   VM size (default 2 CPUs, 4096 MiB)
@@ -473,7 +474,7 @@ printf '%s\n' "$CHECK_VM_CMD" > "$RUN/root/check-vm.cmd"
     printf 'export CHECK_VM_PROBE=%s\n' "'$PROBE'"
     echo "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     echo "export HOME=/tmp TMPDIR=/tmp LANG=C.UTF-8 TERM=dumb CHECK_VM=1"
-    for v in CI V ${CHECK_VM_ENV:-}; do
+    for v in CI V QEMU_GMEM_CACHE ${CHECK_VM_ENV:-}; do
         [ -n "${!v+set}" ] || continue
         case ${!v} in
             *"'"*) vlog "CHECK_VM_ENV: $v has a quote, not passed" ;;
