@@ -501,8 +501,9 @@ class Harness:
                 pass
             stop.wait(0.1)
 
-    def migrate(self, name, *extra, timeout=180, seen=None):
+    def migrate(self, name, *extra, timeout=None, seen=None):
         """virsh migrate with a thread watching the source's status."""
+        timeout = timeout or self.args.migrate_timeout
         seen = seen if seen is not None else set()
         stop = threading.Event()
         t = threading.Thread(target=self.watch_source,
@@ -832,6 +833,8 @@ def main():
     ap.add_argument("--guest-timeout", type=int, default=int(
         os.environ.get("CHECK_LIBVIRT_GUEST_TIMEOUT", 60)),
         help="seconds for a guest to show progress")
+    ap.add_argument("--migrate-timeout", type=int, default=180,
+                    help="seconds for one virsh migrate (default 180)")
     ap.add_argument("--marks", type=int, default=3,
                     help="'B's (8 checked passes each) a guest must print "
                     "to count as running (default 3)")
