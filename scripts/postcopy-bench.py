@@ -344,9 +344,10 @@ def all_variants(args):
     return [v for v in variants if not args.only or args.only in v[0]]
 
 
-def throughput_main(args):
-    """--throughput: the table, medians and ratios"""
-    variants = all_variants(args)
+def run_interleaved(args, variants, migrate, keys):
+    """Migrate every variant --runs times, the variants interleaved, with
+    migrate(work, name, backend, minor, qemu) -> (ok, report or refusal);
+    (reports by variant name, refusals by variant name)"""
     import tempfile
     work = tempfile.mkdtemp(prefix="qemu-gmem-bench-")
     results = {v[0]: [] for v in variants}
@@ -356,14 +357,24 @@ def throughput_main(args):
             if name in skipped:
                 continue
             demo.say(f"run {run + 1}/{args.runs}: {name}")
-            ok, rep = throughput_migrate(work, name, backend, minor, qemu,
-                                         args.preempt, args.rewrite)
+            ok, rep = migrate(work, name, backend, minor, qemu)
             if not ok:
                 skipped[name] = rep
                 continue
             results[name].append(rep)
             demo.say("    " + ", ".join(f"{short} {rep.get(key)}"
-                                          for key, short in TP_KEYS))
+                                          for key, short in keys))
+    return results, skipped
+
+
+def throughput_main(args):
+    """--throughput: the table, medians and ratios"""
+    variants = all_variants(args)
+    results, skipped = run_interleaved(
+        args, variants,
+        lambda work, name, backend, minor, qemu: throughput_migrate(
+            work, name, backend, minor, qemu, args.preempt, args.rewrite),
+        TP_KEYS)
     demo.say()
     demo.say(f"throughput: {TP_RAM_MB} MiB over loopback, "
              f"{'rewritten after a precopy pass' if args.rewrite else 'postcopy from the start'}"
@@ -472,26 +483,13 @@ def main():
     if not args.qtest and not os.path.exists(READER):
         demo.say(f"{READER} is missing; run `make tools`")
         return 1
-    import tempfile
-    work = tempfile.mkdtemp(prefix="qemu-gmem-bench-")
-    results = {v[0]: [] for v in variants}
-    skipped = {}
-    for run in range(args.runs):
-        for name, backend, minor, qemu in variants:
-            if name in skipped:
-                continue
-            demo.say(f"run {run + 1}/{args.runs}: {name}")
-            if args.qtest:
-                ok, rep = qtest_migrate(work, name, backend, minor, qemu)
-            else:
-                ok, rep = guest_migrate(work, name, backend, minor,
-                                        args.accel, qemu)
-            if isinstance(rep, str):
-                skipped[name] = rep
-                continue
-            results[name].append(rep)
-            demo.say("    " + ", ".join(f"{short} {rep.get(key)}"
-                                          for key, short in keys))
+    if args.qtest:
+        migrate = qtest_migrate
+    else:
+        def migrate(work, name, backend, minor, qemu):
+            return guest_migrate(work, name, backend, minor, args.accel,
+                                 qemu)
+    results, skipped = run_interleaved(args, variants, migrate, keys)
 
     demo.say()
     head = f"{'variant':26}" + "".join(f"{k[1]:>14}" for k in keys)
