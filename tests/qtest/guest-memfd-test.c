@@ -352,6 +352,55 @@ static void test_cli_errors(void)
 }
 
 /*
+ * Huge pages: guest_memfd has none to give (no hugetlb flag in
+ * KVM_CREATE_GUEST_MEMFD), so the backend has none of memory-backend-
+ * memfd's hugetlb properties: QAPI refuses them (the type is in
+ * ObjectOptions) when the object is created, from the command line and
+ * from object-add alike.
+ */
+static void test_refusals(void)
+{
+    static const char *const props[] = { "hugetlb=on", "hugetlbsize=2M" };
+    QTestState *qts;
+    QDict *rsp;
+    size_t i;
+
+    for (i = 0; i < ARRAY_SIZE(props); i++) {
+        g_autofree char *args = g_strdup_printf(
+            "-machine none -accel qtest -object " TYPE ",id=m0,size=2M,%s",
+            props[i]);
+        g_autofree char *want = g_strdup_printf(
+            TYPE ",id=m0,size=2M,%s: Invalid parameter '%.*s'", props[i],
+            (int)(strchr(props[i], '=') - props[i]), props[i]);
+        g_autofree char *err = NULL;
+        int status;
+
+        err = run_qemu("", args, NULL, &status);
+        g_assert(!exited_ok(status));
+        if (!strstr(err, want)) {
+            g_test_message("%s: expected \"%s\", got: %s", props[i], want,
+                           err);
+            g_assert_not_reached();
+        }
+    }
+
+    qts = qtest_init("-machine none -accel qtest");
+    rsp = qtest_qmp(qts, "{ 'execute': 'object-add', 'arguments':"
+                    " { 'qom-type': %s, 'id': 'm0', 'size': 2097152,"
+                    "   'hugetlb': true } }", TYPE);
+    g_assert(qdict_haskey(rsp, "error"));
+    g_assert_cmpstr(qdict_get_str(qdict_get_qdict(rsp, "error"), "desc"),
+                    ==, "Parameter 'hugetlb' is unexpected");
+    qobject_unref(rsp);
+    /* Nothing was left behind: the id is free */
+    rsp = qtest_qmp(qts, "{ 'execute': 'qom-list', 'arguments':"
+                    " { 'path': '/objects/m0' } }");
+    g_assert(qdict_haskey(rsp, "error"));
+    qobject_unref(rsp);
+    qtest_quit(qts);
+}
+
+/*
  * Without /dev/kvm the backend cannot create a guest_memfd and must say
  * so.  /dev/kvm is hidden by an empty /dev in a private mount namespace.
  */
@@ -397,6 +446,7 @@ int main(int argc, char **argv)
     }
     qtest_add_func("/guest-memfd/introspection", test_introspection);
     qtest_add_func("/guest-memfd/cli-errors", test_cli_errors);
+    qtest_add_func("/guest-memfd/refusals", test_refusals);
     qtest_add_func("/guest-memfd/object-add", test_object_add);
     qtest_add_func("/guest-memfd/ram/qtest", test_tcg_or_qtest);
     qtest_add_func("/guest-memfd/ram/kvm", test_kvm);

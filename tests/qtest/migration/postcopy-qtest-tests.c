@@ -33,18 +33,37 @@
  * placed, which is where a placement that woke only one waiter, or mapped
  * a page before its contents were complete, would show.  The dump is
  * checked against the pattern as well.
+ *
+ * The "virtio-mem" tests give both machines a virtio-mem device whose
+ * memdev is the backend under test, and play its guest driver over qtest
+ * (libqos virtio-pci): they plug blocks, fill them, unplug some (virtio-mem
+ * discards them: a hole punched in the memdev's file) and migrate.  What
+ * the device reports unplugged must neither be requested nor placed: the
+ * test counts the pages of each block in the destination's page cache
+ * (mincore() on a duplicate of the memdev's fd), with UFFDIO_COPY and
+ * minor placement alike.
  */
 
 #include "qemu/osdep.h"
 #include "elf.h"
 #include "libqtest.h"
+#include "libqos/libqos-malloc.h"
+#include "libqos/pci-pc.h"
+#include "libqos/virtio.h"
+#include "libqos/virtio-pci.h"
 #include "migration/framework.h"
 #include "migration/migration-qmp.h"
 #include "migration/migration-util.h"
+#include "qemu/bswap.h"
+#include "qapi/error.h"
 #include "qobject/qdict.h"
+#include "qobject/qjson.h"
 #include "qobject/qlist.h"
 #include "qobject/qnum.h"
 #include "qobject/qstring.h"
+#include "standard-headers/linux/virtio_ids.h"
+#include "standard-headers/linux/virtio_mem.h"
+#include <sys/syscall.h>
 
 #define PQ_RAM_MB    64
 #define PQ_START     (1 * 1024 * 1024)      /* below is BIOS and VGA space */
@@ -104,10 +123,27 @@ typedef struct {
      */
     bool dimm;
     MemType dimm_mem_type;
+    /* A virtio-mem device on vmem_mem_type, on both command lines */
+    bool vmem;
+    MemType vmem_mem_type;
 } PQArgs;
 
 #define PQ_DIMM_MB 16
 #define PQ_DIMM_PAGES (PQ_DIMM_MB * 1024 * 1024 / PQ_PAGE)
+
+/*
+ * A virtio-mem device of PQ_VMEM_BLOCKS blocks of 2 MiB at PCI slot 4;
+ * its virtqueue and requests live in boot RAM from PQ_VMEM_ALLOC up,
+ * the test's pattern below.
+ */
+#define PQ_VMEM_MB 32
+#define PQ_VMEM_BLOCK (2 * 1024 * 1024)
+#define PQ_VMEM_BLOCKS (PQ_VMEM_MB * 1024 * 1024 / PQ_VMEM_BLOCK)
+#define PQ_VMEM_BLOCK_PAGES (PQ_VMEM_BLOCK / PQ_PAGE)
+#define PQ_VMEM_SLOT 4
+#define PQ_VMEM_ALLOC (48 * 1024 * 1024)
+#define PQ_VMEM_BOOT_PAGES ((PQ_VMEM_ALLOC - PQ_START) / PQ_PAGE)
+#define PQ_VMEM_TIMEOUT_US (30 * G_USEC_PER_SEC)
 
 static uint64_t pq_word(uint64_t page, uint64_t i)
 {
@@ -179,11 +215,16 @@ static char *pq_hugepages_missing(void)
                            PQ_HUGEPAGES);
 }
 
-static QTestState *pq_start(PQArgs *a, bool incoming)
+/*
+ * The command line of a source or (@incoming) destination, @extra
+ * appended.  The destination has the DIMM on it, after the virtio-mem
+ * device: device memory is assigned in that order, and the source
+ * hotplugs the DIMM.
+ */
+static char *pq_args(PQArgs *a, bool incoming, const char *extra)
 {
-    g_autoptr(QList) caps = qlist_new();
-    g_autofree char *args = NULL;
     g_autofree char *dimm = NULL;
+    g_autofree char *vmem = NULL;
     MemType type = !incoming && a->src_differs ? a->src_mem_type
                                                 : a->mem_type;
 
@@ -192,17 +233,42 @@ static QTestState *pq_start(PQArgs *a, bool incoming)
                                "-device pc-dimm,id=d0,memdev=dimm0",
                                pq_backend(a->dimm_mem_type), PQ_DIMM_MB);
     }
-    qlist_append_str(caps, "oob");
-    args = g_strdup_printf("-machine q35 -m %dM%s "
+    if (a->vmem) {
+        vmem = g_strdup_printf("-object %s,id=vmem0,size=%dM "
+                               "-device virtio-mem-pci,id=vm0,memdev=vmem0,"
+                               "block-size=%d,addr=%d.0",
+                               pq_backend(a->vmem_mem_type), PQ_VMEM_MB,
+                               PQ_VMEM_BLOCK, PQ_VMEM_SLOT);
+    }
+    return g_strdup_printf("-machine q35 -m %dM%s "
                            "-object %s%s%s,id=mem,size=%dM "
-                           "-machine memory-backend=mem %s %s",
-                           PQ_RAM_MB, a->dimm ? ",slots=2,maxmem=1G" : "",
+                           "-machine memory-backend=mem %s %s %s %s",
+                           PQ_RAM_MB,
+                           a->dimm || a->vmem ? ",slots=2,maxmem=1G" : "",
                            pq_backend(type),
                            a->hugetlb ? ",hugetlb=on,hugetlbsize=2M" : "",
                            a->bind ? ",host-nodes=0,policy=bind" : "",
-                           PQ_RAM_MB, dimm ? dimm : "",
-                           incoming ? "-incoming defer" : "");
-    return qtest_init_ext(NULL, args, caps, true);
+                           PQ_RAM_MB, vmem ? vmem : "", dimm ? dimm : "",
+                           incoming ? "-incoming defer" : "", extra);
+}
+
+/* Without @connect, qtest_connect() and the QMP handshake come later */
+static QTestState *pq_start_ext(PQArgs *a, bool incoming, const char *extra,
+                                bool connect)
+{
+    g_autoptr(QList) caps = NULL;
+    g_autofree char *args = pq_args(a, incoming, extra);
+
+    if (connect) {
+        caps = qlist_new();
+        qlist_append_str(caps, "oob");
+    }
+    return qtest_init_ext(NULL, args, caps, connect);
+}
+
+static QTestState *pq_start(PQArgs *a, bool incoming)
+{
+    return pq_start_ext(a, incoming, "", true);
 }
 
 /*
@@ -212,7 +278,8 @@ static QTestState *pq_start(PQArgs *a, bool incoming)
 static uint64_t pq_dimm_plug(QTestState *from, PQArgs *a, uint8_t *want)
 {
     g_auto(GStrv) words = g_strsplit(pq_backend(a->dimm_mem_type), ",", 2);
-    QDict *rsp, *dev;
+    QDict *rsp, *dev = NULL;
+    QListEntry *e;
     QList *list;
     uint64_t addr, off;
 
@@ -227,8 +294,16 @@ static uint64_t pq_dimm_plug(QTestState *from, PQArgs *a, uint8_t *want)
     rsp = qtest_qmp(from, "{ 'execute': 'query-memory-devices' }");
     list = qdict_get_qlist(rsp, "return");
     g_assert(list);
-    g_assert_cmpint(qlist_size(list), ==, 1);
-    dev = qdict_get_qdict(qobject_to(QDict, qlist_peek(list)), "data");
+    QLIST_FOREACH_ENTRY(list, e) {
+        QDict *info = qobject_to(QDict, qlist_entry_obj(e));
+
+        if (!strcmp(qdict_get_str(info, "type"), "dimm")) {
+            g_assert(!dev);
+            dev = qdict_get_qdict(info, "data");
+        }
+    }
+    g_assert(dev);
+    g_assert_cmpstr(qdict_get_str(dev, "id"), ==, "d0");
     addr = qdict_get_uint(dev, "addr");
     g_assert_cmpstr(qdict_get_str(dev, "memdev"), ==, "/objects/dimm0");
     qobject_unref(rsp);
@@ -643,11 +718,630 @@ static void pq_run(PQArgs *a)
     qtest_quit(to);
 }
 
+/*
+ * The same machines, RAM and DIMM migrated with precopy alone: the pages
+ * go through the stream (not a single postcopy request) and every page
+ * is checked on the destination.  Nothing of userfaultfd is needed.
+ */
+static void pq_run_precopy(PQArgs *a)
+{
+    MigrationTestEnv *env = migration_get_env();
+    g_autofree uint8_t *want = g_malloc(PQ_END - PQ_START);
+    g_autofree uint8_t *dimm_want = NULL;
+    uint64_t dimm_addr = 0;
+    QTestState *from, *to;
+    QDict *rsp;
+    uint64_t i, off;
+
+    if ((a->mem_type == MEM_TYPE_GUEST_MEMFD ||
+         (a->src_differs && a->src_mem_type == MEM_TYPE_GUEST_MEMFD) ||
+         (a->dimm && a->dimm_mem_type == MEM_TYPE_GUEST_MEMFD)) &&
+        !env->has_guest_memfd) {
+        g_test_skip(env->guest_memfd_skip);
+        return;
+    }
+
+    pq_fill(want);
+    from = pq_start(a, false);
+    to = pq_start(a, true);
+    for (off = 0; off < PQ_END - PQ_START; off += PQ_CHUNK) {
+        qtest_bufwrite(from, PQ_START + off, want + off, PQ_CHUNK);
+    }
+    if (a->dimm) {
+        dimm_want = g_malloc(PQ_DIMM_MB * 1024 * 1024);
+        for (i = 0; i < PQ_DIMM_PAGES; i++) {
+            memcpy(dimm_want + i * PQ_PAGE,
+                   want + (PQ_PAGES - 1 - i) * PQ_PAGE, PQ_PAGE);
+        }
+        dimm_addr = pq_dimm_plug(from, a, dimm_want);
+    }
+
+    migrate_set_parameter_int(from, "max-bandwidth", 1ULL << 40);
+    migrate_incoming_qmp(to, "tcp:127.0.0.1:0", NULL, "{}");
+    migrate_qmp(from, to, NULL, NULL, "{}");
+    wait_for_migration_complete(from);
+    wait_for_migration_complete(to);
+
+    /* Precopy, and nothing else, moved the pages */
+    g_assert_cmpint(read_ram_property_int(from, "postcopy-requests"), ==, 0);
+    g_assert_cmpint(read_ram_property_int(from, "normal"), >=,
+                    PQ_PAGES + (a->dimm ? PQ_DIMM_PAGES : 0));
+    rsp = qtest_qmp_assert_success_ref(to, "{ 'execute': 'query-migrate' }");
+    g_assert(!qdict_haskey(rsp, "postcopy-placement"));
+    qobject_unref(rsp);
+
+    for (i = 0; i < PQ_PAGES; i++) {
+        pq_check_page(to, want, i);
+    }
+    for (i = 0; a->dimm && i < PQ_DIMM_PAGES; i++) {
+        uint8_t got[PQ_PAGE];
+
+        qtest_bufread(to, dimm_addr + i * PQ_PAGE, got, PQ_PAGE);
+        if (memcmp(got, dimm_want + i * PQ_PAGE, PQ_PAGE)) {
+            g_test_message("DIMM page %" PRIu64 " differs", i);
+            g_assert_not_reached();
+        }
+    }
+    qtest_quit(from);
+    qtest_quit(to);
+}
+
+/* The virtio-mem device's guest driver, played over qtest */
+typedef struct {
+    QGuestAllocator alloc;
+    QPCIBus *bus;
+    QVirtioPCIDevice dev;
+    QVirtQueue *vq;
+    uint64_t addr;          /* guest-physical address of the region */
+} PQVmem;
+
+static void pq_vmem_init(QTestState *qts, PQVmem *v)
+{
+    QPCIAddress pci = { .devfn = QPCI_DEVFN(PQ_VMEM_SLOT, 0) };
+    uint64_t want = (1ULL << VIRTIO_F_VERSION_1) |
+                    (1ULL << VIRTIO_MEM_F_UNPLUGGED_INACCESSIBLE);
+
+    alloc_init(&v->alloc, 0, PQ_VMEM_ALLOC, PQ_END, PQ_PAGE);
+    v->bus = qpci_new_pc(qts, &v->alloc);
+    virtio_pci_init(&v->dev, v->bus, &pci);
+    g_assert_cmphex(v->dev.vdev.device_type, ==, VIRTIO_ID_MEM);
+    qvirtio_pci_device_enable(&v->dev);
+    qvirtio_start_device(&v->dev.vdev);
+    g_assert_cmphex(qvirtio_get_features(&v->dev.vdev) & want, ==, want);
+    qvirtio_set_features(&v->dev.vdev, want);
+    v->vq = qvirtqueue_setup(&v->dev.vdev, &v->alloc, 0);
+    qvirtio_set_driver_ok(&v->dev.vdev);
+    g_assert_cmphex(qvirtio_config_readq(&v->dev.vdev,
+                        offsetof(struct virtio_mem_config, block_size)),
+                    ==, PQ_VMEM_BLOCK);
+    v->addr = qvirtio_config_readq(&v->dev.vdev,
+                                   offsetof(struct virtio_mem_config, addr));
+}
+
+static void pq_vmem_cleanup(PQVmem *v)
+{
+    qvirtqueue_cleanup(v->dev.vdev.bus, v->vq, &v->alloc);
+    qpci_free_pc(v->bus);
+    alloc_destroy(&v->alloc);
+}
+
+/* Plug or unplug @nb blocks from block @first; the device's answer */
+static uint16_t pq_vmem_request(QTestState *qts, PQVmem *v, uint16_t type,
+                                uint64_t first, uint16_t nb)
+{
+    struct virtio_mem_req req = { .type = cpu_to_le16(type) };
+    struct virtio_mem_resp resp;
+    uint64_t req_addr = guest_alloc(&v->alloc, sizeof(req));
+    uint64_t resp_addr = guest_alloc(&v->alloc, sizeof(resp));
+    uint32_t head;
+
+    /* plug and unplug requests have the same layout */
+    req.u.plug.addr = cpu_to_le64(v->addr + first * PQ_VMEM_BLOCK);
+    req.u.plug.nb_blocks = cpu_to_le16(nb);
+    qtest_memwrite(qts, req_addr, &req, sizeof(req));
+    head = qvirtqueue_add(qts, v->vq, req_addr, sizeof(req), false, true);
+    qvirtqueue_add(qts, v->vq, resp_addr, sizeof(resp), true, false);
+    qvirtqueue_kick(qts, &v->dev.vdev, v->vq, head);
+    qvirtio_wait_used_elem(qts, &v->dev.vdev, v->vq, head, NULL,
+                           PQ_VMEM_TIMEOUT_US);
+    qtest_memread(qts, resp_addr, &resp, sizeof(resp));
+    guest_free(&v->alloc, req_addr);
+    guest_free(&v->alloc, resp_addr);
+    return le16_to_cpu(resp.type);
+}
+
+/*
+ * How many pages of each virtio-mem block the memdev of QEMU @qts holds
+ * in its page cache: mincore() on our own mapping of its fd (the one fd
+ * of PQ_VMEM_MB), which pidfd_getfd() duplicates.  Our mapping is never
+ * touched, so it faults nothing in.
+ */
+static void pq_vmem_resident(QTestState *qts, uint64_t *pages)
+{
+    g_autofree char *dir_path = g_strdup_printf("/proc/%d/fd",
+                                                qtest_pid(qts));
+    g_autoptr(GDir) dir = g_dir_open(dir_path, 0, NULL);
+    g_autofree unsigned char *vec = g_malloc(PQ_VMEM_MB * 256);
+    int pidfd = syscall(SYS_pidfd_open, qtest_pid(qts), 0);
+    const char *name;
+    int fd = -1;
+    void *map;
+    uint64_t i;
+
+    g_assert(dir);
+    g_assert_cmpint(pidfd, >=, 0);
+    while (fd < 0 && (name = g_dir_read_name(dir))) {
+        struct stat st;
+        int dup = syscall(SYS_pidfd_getfd, pidfd, atoi(name), 0);
+
+        if (dup < 0) {
+            continue;
+        }
+        if (!fstat(dup, &st) && st.st_size == PQ_VMEM_MB * 1024 * 1024) {
+            fd = dup;
+        } else {
+            close(dup);
+        }
+    }
+    close(pidfd);
+    g_assert_cmpint(fd, >=, 0);
+    map = mmap(NULL, PQ_VMEM_MB * 1024 * 1024, PROT_READ, MAP_SHARED, fd, 0);
+    g_assert(map != MAP_FAILED);
+    g_assert_cmpint(mincore(map, PQ_VMEM_MB * 1024 * 1024, vec), ==, 0);
+    for (i = 0; i < PQ_VMEM_BLOCKS; i++) {
+        uint64_t p;
+
+        pages[i] = 0;
+        for (p = 0; p < PQ_VMEM_BLOCK_PAGES; p++) {
+            pages[i] += vec[i * PQ_VMEM_BLOCK_PAGES + p] & 1;
+        }
+    }
+    munmap(map, PQ_VMEM_MB * 1024 * 1024);
+    close(fd);
+}
+
+/*
+ * The blocks the test plugs, fills and unplugs: plugged at the end are
+ * 0-4 and 8-11; 5-7 were unplugged after they had been filled, 12-15
+ * never plugged.  Block 4 was unplugged and plugged again, and must read
+ * back as zeroes: its hole was punched.  It then gets the pattern in its
+ * second half.
+ */
+static bool pq_vmem_plugged(uint64_t block)
+{
+    return block <= 4 || (block >= 8 && block <= 11);
+}
+
+/* What the virtio-mem device says is plugged, in bytes */
+static uint64_t pq_vmem_size(QTestState *qts)
+{
+    QDict *rsp = qtest_qmp(qts, "{ 'execute': 'qom-get', 'arguments':"
+                           " { 'path': 'vm0', 'property': 'size' } }");
+    uint64_t size;
+
+    g_assert(qdict_haskey(rsp, "return"));
+    size = qdict_get_uint(rsp, "return");
+    qobject_unref(rsp);
+    return size;
+}
+
+/*
+ * Every page of a plugged block is in @side's page cache, none of an
+ * unplugged one.  Block 4's first half holds zeroes: it is in the page
+ * cache if it was read or written, which a zero page need not be.
+ */
+static void pq_vmem_check_resident(QTestState *qts, const char *side)
+{
+    uint64_t resident[PQ_VMEM_BLOCKS];
+    uint64_t i;
+
+    pq_vmem_resident(qts, resident);
+    for (i = 0; i < PQ_VMEM_BLOCKS; i++) {
+        g_test_message("%s: virtio-mem block %" PRIu64 " (%s): %" PRIu64
+                       " pages in the page cache", side, i,
+                       pq_vmem_plugged(i) ? "plugged" : "unplugged",
+                       resident[i]);
+        if (!pq_vmem_plugged(i)) {
+            g_assert_cmpuint(resident[i], ==, 0);
+        } else if (i == 4) {
+            g_assert_cmpuint(resident[i], >=, PQ_VMEM_BLOCK_PAGES / 2);
+        } else {
+            g_assert_cmpuint(resident[i], ==, PQ_VMEM_BLOCK_PAGES);
+        }
+    }
+}
+
+static uint64_t pq_vmem_word(uint64_t page, uint64_t i)
+{
+    return pq_word(page, i) ^ 0x76697274696f2dULL;
+}
+
+/* The contents of page @p of the region, at the end */
+static void pq_vmem_page(uint64_t p, uint8_t *buf)
+{
+    uint64_t *w = (uint64_t *)buf;
+    uint64_t i;
+
+    for (i = 0; i < PQ_PAGE / 8; i++) {
+        w[i] = p / PQ_VMEM_BLOCK_PAGES == 4 &&
+               p % PQ_VMEM_BLOCK_PAGES < PQ_VMEM_BLOCK_PAGES / 2 ?
+               0 : pq_vmem_word(p, i);
+    }
+}
+
+static void pq_vmem_fill(QTestState *qts, PQVmem *v, uint64_t block,
+                         uint64_t first_page)
+{
+    uint8_t buf[PQ_PAGE];
+    uint64_t p;
+
+    for (p = first_page; p < PQ_VMEM_BLOCK_PAGES; p++) {
+        uint64_t page = block * PQ_VMEM_BLOCK_PAGES + p;
+
+        pq_vmem_page(page, buf);
+        qtest_bufwrite(qts, v->addr + page * PQ_PAGE, buf, PQ_PAGE);
+    }
+}
+
+static void pq_vmem_check_page(QTestState *qts, PQVmem *v, uint64_t page)
+{
+    uint8_t want[PQ_PAGE], got[PQ_PAGE];
+
+    pq_vmem_page(page, want);
+    qtest_bufread(qts, v->addr + page * PQ_PAGE, got, PQ_PAGE);
+    if (memcmp(got, want, PQ_PAGE)) {
+        g_test_message("virtio-mem page %" PRIu64 " (0x%" PRIx64 ") differs",
+                       page, v->addr + page * PQ_PAGE);
+        g_assert_not_reached();
+    }
+}
+
+/*
+ * Plug 12 blocks on the source, fill them, unplug 4-7 (checking that the
+ * discard emptied them), plug 4 again (it reads back as zeroes) and fill
+ * its second half: the pages plugged
+ */
+static uint64_t pq_vmem_setup(QTestState *from, PQVmem *v)
+{
+    uint8_t zero[PQ_PAGE] = { 0 }, got[PQ_PAGE];
+    uint64_t resident[PQ_VMEM_BLOCKS];
+    uint64_t i, plugged_pages = 0;
+
+    pq_vmem_init(from, v);
+    qtest_qmp_assert_success(from, "{ 'execute': 'qom-set', 'arguments':"
+                             " { 'path': 'vm0', 'property': 'requested-size',"
+                             "   'value': %d } }", 12 * PQ_VMEM_BLOCK);
+    g_assert_cmpint(pq_vmem_request(from, v, VIRTIO_MEM_REQ_PLUG, 0, 12),
+                    ==, VIRTIO_MEM_RESP_ACK);
+    /* Never more than requested */
+    g_assert_cmpint(pq_vmem_request(from, v, VIRTIO_MEM_REQ_PLUG, 12, 1),
+                    ==, VIRTIO_MEM_RESP_NACK);
+    for (i = 0; i < 12; i++) {
+        pq_vmem_fill(from, v, i, 0);
+    }
+    pq_vmem_resident(from, resident);
+    for (i = 0; i < 12; i++) {
+        g_assert_cmpuint(resident[i], ==, PQ_VMEM_BLOCK_PAGES);
+    }
+    g_assert_cmpint(pq_vmem_request(from, v, VIRTIO_MEM_REQ_UNPLUG, 4, 4),
+                    ==, VIRTIO_MEM_RESP_ACK);
+    pq_vmem_resident(from, resident);
+    for (i = 4; i < 8; i++) {
+        /* The discard punched a hole: the pages are gone */
+        g_assert_cmpuint(resident[i], ==, 0);
+    }
+    g_assert_cmpint(pq_vmem_request(from, v, VIRTIO_MEM_REQ_PLUG, 4, 1),
+                    ==, VIRTIO_MEM_RESP_ACK);
+    for (i = 0; i < PQ_VMEM_BLOCK_PAGES / 2; i++) {
+        qtest_bufread(from, v->addr + (4 * PQ_VMEM_BLOCK_PAGES + i) * PQ_PAGE,
+                      got, PQ_PAGE);
+        g_assert(!memcmp(got, zero, PQ_PAGE));
+    }
+    pq_vmem_fill(from, v, 4, PQ_VMEM_BLOCK_PAGES / 2);
+    pq_vmem_check_resident(from, "source");
+    for (i = 0; i < PQ_VMEM_BLOCKS; i++) {
+        plugged_pages += pq_vmem_plugged(i) ? PQ_VMEM_BLOCK_PAGES : 0;
+    }
+    return plugged_pages;
+}
+
+/*
+ * Plug, fill, unplug on the source, then migrate with postcopy (or
+ * precopy) and check: every plugged page arrived, and no page of an
+ * unplugged block is in the destination's page cache, with UFFDIO_COPY
+ * and minor placement alike.  Reads of plugged pages fault during
+ * postcopy, and the background stream is capped so that they outrun it.
+ */
+static void pq_run_vmem(PQArgs *a, bool precopy)
+{
+    MigrationTestEnv *env = migration_get_env();
+    g_autofree uint8_t *want = g_malloc(PQ_END - PQ_START);
+    g_autofree uint64_t *order = NULL;
+    g_autoptr(GRand) rand = g_rand_new_with_seed(0x5eed);
+    uint64_t i, off, n = 0, plugged_pages;
+    QTestState *from, *to;
+    PQVmem v;
+
+    g_assert(a->vmem);
+    if (!precopy && !env->has_uffd) {
+        g_test_skip("userfaultfd not available");
+        return;
+    }
+    if (a->mem_type == MEM_TYPE_GUEST_MEMFD ||
+        a->vmem_mem_type == MEM_TYPE_GUEST_MEMFD) {
+        if (!env->has_guest_memfd) {
+            g_test_skip(env->guest_memfd_skip);
+            return;
+        }
+        if (!precopy && !env->has_guest_memfd_uffd) {
+            g_test_skip(env->guest_memfd_uffd_skip);
+            return;
+        }
+    }
+
+    pq_fill(want);
+    from = pq_start(a, false);
+    to = pq_start(a, true);
+    for (off = 0; off < PQ_VMEM_ALLOC - PQ_START; off += PQ_CHUNK) {
+        qtest_bufwrite(from, PQ_START + off, want + off, PQ_CHUNK);
+    }
+    plugged_pages = pq_vmem_setup(from, &v);
+
+    if (!precopy) {
+        migrate_set_capability(from, "postcopy-ram", true);
+        migrate_set_capability(to, "postcopy-ram", true);
+        if (a->minor_cap) {
+            migrate_set_capability(to, "x-postcopy-minor", true);
+        }
+        migrate_set_parameter_int(from, "max-bandwidth", 1024 * 1024);
+        migrate_set_parameter_int(from, "max-postcopy-bandwidth", PQ_SLOW);
+    } else {
+        migrate_set_parameter_int(from, "max-bandwidth", 1ULL << 40);
+    }
+    migrate_incoming_qmp(to, "tcp:127.0.0.1:0", NULL, "{}");
+    migrate_qmp(from, to, NULL, NULL, "{}");
+    if (!precopy) {
+        wait_for_migration_status(from, "active", NULL);
+        qtest_qmp_assert_success(from,
+                                 "{ 'execute': 'migrate-start-postcopy' }");
+        wait_for_migration_status(from, "postcopy-active", NULL);
+        /* The plugged pages, in a random order, faulting */
+        order = g_new(uint64_t, plugged_pages);
+        for (i = 0; i < PQ_VMEM_BLOCKS * PQ_VMEM_BLOCK_PAGES; i++) {
+            if (pq_vmem_plugged(i / PQ_VMEM_BLOCK_PAGES)) {
+                order[n++] = i;
+            }
+        }
+        for (i = n - 1; i > 0; i--) {
+            uint64_t j = g_rand_int_range(rand, 0, i + 1), t = order[i];
+
+            order[i] = order[j];
+            order[j] = t;
+        }
+        for (i = 0; i < n; i++) {
+            pq_vmem_check_page(to, &v, order[i]);
+        }
+        migrate_set_parameter_int(from, "max-postcopy-bandwidth", 0);
+    }
+    wait_for_migration_complete(from);
+    wait_for_migration_complete(to);
+
+    /* Every plugged page arrived, and the boot RAM below the rings */
+    for (i = 0; i < PQ_VMEM_BLOCKS * PQ_VMEM_BLOCK_PAGES; i++) {
+        if (pq_vmem_plugged(i / PQ_VMEM_BLOCK_PAGES)) {
+            pq_vmem_check_page(to, &v, i);
+        }
+    }
+    for (i = 0; i < PQ_VMEM_BOOT_PAGES; i++) {
+        pq_check_page(to, want, i);
+    }
+    /* The device state came along: what is plugged */
+    g_assert_cmpuint(pq_vmem_size(to), ==, plugged_pages * PQ_PAGE);
+    /*
+     * Nothing unplugged was requested or placed: those blocks have no
+     * page in the destination's page cache, the plugged ones all
+     */
+    pq_vmem_check_resident(to, "destination");
+    if (precopy) {
+        QDict *rsp = qtest_qmp_assert_success_ref(to,
+                                        "{ 'execute': 'query-migrate' }");
+
+        g_assert(!qdict_haskey(rsp, "postcopy-placement"));
+        qobject_unref(rsp);
+        g_assert_cmpint(read_ram_property_int(from, "postcopy-requests"),
+                        ==, 0);
+    } else {
+        uint64_t continued = pq_placement(to, "continued");
+        uint64_t copied = pq_placement(to, "copied");
+
+        g_test_message("placed: %" PRIu64 " with UFFDIO_COPY, %" PRIu64
+                       " with UFFDIO_CONTINUE", copied, continued);
+        g_assert_cmpint(read_ram_property_int(from, "postcopy-requests"),
+                        >, 0);
+        /* Not more pages than there are outside the unplugged blocks */
+        g_assert_cmpuint(copied + continued, <=,
+                         read_ram_property_int(from, "total") / PQ_PAGE -
+                         (PQ_VMEM_BLOCKS * PQ_VMEM_BLOCK_PAGES -
+                          plugged_pages));
+        g_assert_cmpuint(copied, >, plugged_pages / 4);
+        if (a->minor_cap || a->vmem_mem_type == MEM_TYPE_GUEST_MEMFD) {
+            g_assert_cmpuint(continued, >, 0);
+        } else {
+            g_assert_cmpuint(continued, ==, 0);
+        }
+    }
+    pq_vmem_cleanup(&v);
+    qtest_quit(from);
+    qtest_quit(to);
+}
+
+/* Wait for a MIGRATION event with @status; a failure fails the test */
+static void pq_wait_event(QTestState *who, const char *status)
+{
+    for (;;) {
+        QDict *rsp = qtest_qmp_eventwait_ref(who, "MIGRATION");
+        QDict *data = qdict_get_qdict(rsp, "data");
+        bool done;
+
+        g_assert(data);
+        g_assert_cmpstr(qdict_get_str(data, "status"), !=, "failed");
+        done = !strcmp(qdict_get_str(data, "status"), status);
+        qobject_unref(rsp);
+        if (done) {
+            return;
+        }
+    }
+}
+
+/*
+ * CPR of the same machines, memory verified page by page on the new
+ * QEMU: cpr-transfer (the new QEMU gets the backends' fds over its cpr
+ * channel) or, with @exec, cpr-exec (the source exec()s the new QEMU,
+ * which inherits them).  No guest RAM may go through the stream.  Under
+ * -accel qtest, as under TCG, the guest_memfd backend creates its
+ * guest_memfd on a KVM VM of its own; the new QEMU creates none.
+ */
+static void pq_run_cpr(PQArgs *a, bool exec)
+{
+    MigrationTestEnv *env = migration_get_env();
+    g_autofree uint8_t *want = g_malloc(PQ_END - PQ_START);
+    g_autofree uint8_t *dimm_want = NULL;
+    g_autofree char *cpr_path = g_strdup_printf("%s/pq-cpr", env->tmpfs);
+    g_autofree char *mig_path = g_strdup_printf("%s/pq-mig", env->tmpfs);
+    g_autofree char *file = g_strdup_printf("%s/pq-cpr-exec", env->tmpfs);
+    const char *opts = "-machine aux-ram-share=on";
+    uint64_t boot_end = a->vmem ? PQ_VMEM_ALLOC : PQ_END;
+    uint64_t dimm_addr = 0, plugged_pages = 0, i, off;
+    QTestState *from, *to;
+    PQVmem v;
+
+    if ((a->mem_type == MEM_TYPE_GUEST_MEMFD ||
+         (a->dimm && a->dimm_mem_type == MEM_TYPE_GUEST_MEMFD) ||
+         (a->vmem && a->vmem_mem_type == MEM_TYPE_GUEST_MEMFD)) &&
+        !env->has_guest_memfd) {
+        g_test_skip(env->guest_memfd_skip);
+        return;
+    }
+
+    pq_fill(want);
+    from = pq_start_ext(a, false, opts, true);
+    for (off = 0; off < boot_end - PQ_START; off += PQ_CHUNK) {
+        qtest_bufwrite(from, PQ_START + off, want + off, PQ_CHUNK);
+    }
+    if (a->dimm) {
+        dimm_want = g_malloc(PQ_DIMM_MB * 1024 * 1024);
+        for (i = 0; i < PQ_DIMM_PAGES; i++) {
+            memcpy(dimm_want + i * PQ_PAGE,
+                   want + (PQ_PAGES - 1 - i) * PQ_PAGE, PQ_PAGE);
+        }
+        dimm_addr = pq_dimm_plug(from, a, dimm_want);
+    }
+    if (a->vmem) {
+        plugged_pages = pq_vmem_setup(from, &v);
+    }
+
+    if (exec) {
+        /* The new QEMU: the destination's command line, on the same fds */
+        g_autofree char *args = pq_args(a, true, opts);
+        g_autofree char *qemu_args = qtest_qemu_args(args);
+        g_autofree char *cmd = g_strconcat(qtest_qemu_binary(NULL), " ",
+                                           qemu_args, NULL);
+        g_auto(GStrv) words = g_strsplit(g_strstrip(cmd), " ", -1);
+        g_autoptr(GPtrArray) argv = g_ptr_array_new();
+        g_autofree char *uri = g_strdup_printf("file:%s", file);
+        struct stat st;
+
+        for (i = 0; words[i]; i++) {
+            if (*words[i]) {
+                g_ptr_array_add(argv, words[i]);
+            }
+        }
+        g_ptr_array_add(argv, NULL);
+        migrate_set_parameter_strv(from, "cpr-exec-command",
+                                   (char **)argv->pdata);
+        migrate_set_parameter_str(from, "mode", "cpr-exec");
+        migrate_set_capability(from, "events", true);
+        migrate_qmp(from, NULL, uri, NULL, "{}");
+        pq_wait_event(from, "completed");
+        to = qtest_init_after_exec(from);
+        migrate_incoming_qmp(to, uri, NULL, "{}");
+        wait_for_migration_complete(to);
+        /* Device state only: RAM stayed in the inherited fds */
+        g_assert_cmpint(stat(file, &st), ==, 0);
+        g_test_message("cpr-exec stream: %lld bytes", (long long)st.st_size);
+        g_assert_cmpint(st.st_size, <, 1024 * 1024);
+        unlink(file);
+    } else {
+        int cpr_fd = qtest_socket_server(cpr_path);
+        g_autofree char *extra = g_strdup_printf(
+            "%s -incoming cpr,addr.transport=socket,addr.type=fd,"
+            "addr.str=%d", opts, cpr_fd);
+        g_autofree char *main_channel = g_strdup_printf(
+            "{ 'channel-type': 'main', 'addr': { 'transport': 'socket',"
+            "  'type': 'unix', 'path': '%s' } }", mig_path);
+        g_autofree char *out = g_strdup_printf(
+            "[ %s, { 'channel-type': 'cpr', 'addr': { 'transport': 'socket',"
+            "  'type': 'unix', 'path': '%s' } } ]", main_channel, cpr_path);
+        g_autofree char *in = g_strdup_printf("[ %s ]", main_channel);
+
+        g_assert_cmpint(cpr_fd, >=, 0);
+        /* It waits for the cpr channel before it serves QMP */
+        to = pq_start_ext(a, true, extra, false);
+        close(cpr_fd);
+        migrate_set_parameter_str(from, "mode", "cpr-transfer");
+        migrate_qmp(from, to, NULL, qobject_from_json(out, &error_abort),
+                    "{}");
+        qtest_connect(to);
+        qtest_qmp_handshake(to, NULL);
+        migrate_incoming_qmp(to, NULL, qobject_from_json(in, &error_abort),
+                             "{}");
+        wait_for_migration_complete(from);
+        wait_for_migration_complete(to);
+        /* Not a page of RAM went through the stream */
+        g_assert_cmpint(read_ram_property_int(from, "normal"), ==, 0);
+        g_assert_cmpint(read_ram_property_int(from, "duplicate"), ==, 0);
+        unlink(cpr_path);
+        unlink(mig_path);
+    }
+
+    for (i = 0; i < (boot_end - PQ_START) / PQ_PAGE; i++) {
+        pq_check_page(to, want, i);
+    }
+    for (i = 0; a->dimm && i < PQ_DIMM_PAGES; i++) {
+        uint8_t got[PQ_PAGE];
+
+        qtest_bufread(to, dimm_addr + i * PQ_PAGE, got, PQ_PAGE);
+        if (memcmp(got, dimm_want + i * PQ_PAGE, PQ_PAGE)) {
+            g_test_message("DIMM page %" PRIu64 " differs", i);
+            g_assert_not_reached();
+        }
+    }
+    if (a->vmem) {
+        g_assert_cmpuint(pq_vmem_size(to), ==, plugged_pages * PQ_PAGE);
+        for (i = 0; i < PQ_VMEM_BLOCKS * PQ_VMEM_BLOCK_PAGES; i++) {
+            if (pq_vmem_plugged(i / PQ_VMEM_BLOCK_PAGES)) {
+                pq_vmem_check_page(to, &v, i);
+            }
+        }
+        pq_vmem_check_resident(to, "new QEMU");
+        pq_vmem_cleanup(&v);
+    }
+    qtest_quit(to);
+    qtest_quit(from);
+}
+
 #define PQ_TEST(name, ...)                                                   \
 static void test_pq_##name(void)                                             \
 {                                                                            \
     PQArgs a = { __VA_ARGS__ };                                              \
     pq_run(&a);                                                              \
+}
+
+#define PQ_PRECOPY_TEST(name, ...)                                           \
+static void test_pq_precopy_##name(void)                                     \
+{                                                                            \
+    PQArgs a = { __VA_ARGS__ };                                              \
+    pq_run_precopy(&a);                                                      \
 }
 
 PQ_TEST(anon_random, .mem_type = MEM_TYPE_ANON, .order = PQ_RANDOM,
@@ -699,6 +1393,9 @@ PQ_TEST(mixed_anon_gmem, .mem_type = MEM_TYPE_GUEST_MEMFD,
 PQ_TEST(mixed_gmem_memfd, .mem_type = MEM_TYPE_MEMFD,
         .src_differs = true, .src_mem_type = MEM_TYPE_GUEST_MEMFD,
         .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW)
+PQ_TEST(mixed_gmem_anon, .mem_type = MEM_TYPE_ANON,
+        .src_differs = true, .src_mem_type = MEM_TYPE_GUEST_MEMFD,
+        .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW)
 PQ_TEST(mixed_gmem_memfd_minor, .mem_type = MEM_TYPE_MEMFD,
         .minor_cap = true, .src_differs = true,
         .src_mem_type = MEM_TYPE_GUEST_MEMFD, .order = PQ_RANDOM,
@@ -724,6 +1421,48 @@ PQ_TEST(gmem_rewrite, .mem_type = MEM_TYPE_GUEST_MEMFD,
         .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW, .rewrite = true)
 PQ_TEST(gmem_two_readers, .mem_type = MEM_TYPE_GUEST_MEMFD,
         .order = PQ_SEQUENTIAL, .postcopy_bandwidth = PQ_SLOW, .dump = true)
+
+#define PQ_VMEM_TEST(name, pre, ...)                                         \
+static void test_pq_vmem_##name(void)                                        \
+{                                                                            \
+    PQArgs a = { .vmem = true, __VA_ARGS__ };                                \
+    pq_run_vmem(&a, pre);                                                    \
+}
+
+PQ_VMEM_TEST(memfd, false, .mem_type = MEM_TYPE_MEMFD,
+             .vmem_mem_type = MEM_TYPE_MEMFD)
+PQ_VMEM_TEST(minor, false, .mem_type = MEM_TYPE_MEMFD, .minor_cap = true,
+             .vmem_mem_type = MEM_TYPE_MEMFD)
+PQ_VMEM_TEST(gmem, false, .mem_type = MEM_TYPE_GUEST_MEMFD,
+             .vmem_mem_type = MEM_TYPE_GUEST_MEMFD)
+PQ_VMEM_TEST(precopy_gmem, true, .mem_type = MEM_TYPE_GUEST_MEMFD,
+             .vmem_mem_type = MEM_TYPE_GUEST_MEMFD)
+
+#define PQ_CPR_TEST(name, exec, ...)                                         \
+static void test_pq_cpr_##name(void)                                         \
+{                                                                            \
+    PQArgs a = { __VA_ARGS__ };                                              \
+    pq_run_cpr(&a, exec);                                                    \
+}
+
+#define PQ_CPR_ALL .mem_type = MEM_TYPE_GUEST_MEMFD, .dimm = true,            \
+    .dimm_mem_type = MEM_TYPE_GUEST_MEMFD, .vmem = true,                     \
+    .vmem_mem_type = MEM_TYPE_GUEST_MEMFD
+PQ_CPR_TEST(transfer_gmem, false, PQ_CPR_ALL)
+PQ_CPR_TEST(exec_gmem, true, PQ_CPR_ALL)
+PQ_CPR_TEST(transfer_gmem_memfd, false, .mem_type = MEM_TYPE_GUEST_MEMFD,
+            .dimm = true, .dimm_mem_type = MEM_TYPE_MEMFD)
+
+PQ_PRECOPY_TEST(dimm_gmem, .mem_type = MEM_TYPE_GUEST_MEMFD, .dimm = true,
+                .dimm_mem_type = MEM_TYPE_GUEST_MEMFD)
+PQ_PRECOPY_TEST(dimm_gmem_memfd, .mem_type = MEM_TYPE_GUEST_MEMFD,
+                .dimm = true, .dimm_mem_type = MEM_TYPE_MEMFD)
+PQ_PRECOPY_TEST(dimm_memfd_gmem, .mem_type = MEM_TYPE_MEMFD, .dimm = true,
+                .dimm_mem_type = MEM_TYPE_GUEST_MEMFD)
+PQ_PRECOPY_TEST(mixed_anon_gmem, .mem_type = MEM_TYPE_GUEST_MEMFD,
+                .src_differs = true, .src_mem_type = MEM_TYPE_ANON)
+PQ_PRECOPY_TEST(mixed_gmem_anon, .mem_type = MEM_TYPE_ANON,
+                .src_differs = true, .src_mem_type = MEM_TYPE_GUEST_MEMFD)
 
 void migration_test_add_postcopy_qtest(MigrationTestEnv *env)
 {
@@ -752,6 +1491,7 @@ void migration_test_add_postcopy_qtest(MigrationTestEnv *env)
         { "mixed/guest-memfd-to-memfd", test_pq_mixed_gmem_memfd },
         { "mixed/guest-memfd-to-memfd-minor",
           test_pq_mixed_gmem_memfd_minor },
+        { "mixed/guest-memfd-to-anon", test_pq_mixed_gmem_anon },
         { "mixed/memfd-to-guest-memfd", test_pq_mixed_memfd_gmem },
         { "mixed/anon-to-guest-memfd", test_pq_mixed_anon_gmem },
         { "dimm/minor", test_pq_dimm_minor },
@@ -763,6 +1503,24 @@ void migration_test_add_postcopy_qtest(MigrationTestEnv *env)
         { "guest-memfd/recovery", test_pq_gmem_recovery },
         { "guest-memfd/rewrite", test_pq_gmem_rewrite },
         { "guest-memfd/two-readers", test_pq_gmem_two_readers },
+        { "virtio-mem/memfd", test_pq_vmem_memfd },
+        { "virtio-mem/minor", test_pq_vmem_minor },
+        { "virtio-mem/guest-memfd", test_pq_vmem_gmem },
+    }, cpr[] = {
+        /* guest_memfd boot RAM, pc-dimm and virtio-mem */
+        { "transfer/guest-memfd", test_pq_cpr_transfer_gmem },
+        { "exec/guest-memfd", test_pq_cpr_exec_gmem },
+        { "transfer/guest-memfd-boot-memfd-dimm",
+          test_pq_cpr_transfer_gmem_memfd },
+    }, precopy[] = {
+        { "virtio-mem/guest-memfd", test_pq_vmem_precopy_gmem },
+        { "dimm/guest-memfd", test_pq_precopy_dimm_gmem },
+        { "dimm/guest-memfd-boot-memfd-dimm",
+          test_pq_precopy_dimm_gmem_memfd },
+        { "dimm/memfd-boot-guest-memfd-dimm",
+          test_pq_precopy_dimm_memfd_gmem },
+        { "mixed/anon-to-guest-memfd", test_pq_precopy_mixed_anon_gmem },
+        { "mixed/guest-memfd-to-anon", test_pq_precopy_mixed_gmem_anon },
     };
     size_t i;
 
@@ -775,5 +1533,17 @@ void migration_test_add_postcopy_qtest(MigrationTestEnv *env)
             g_strdup_printf("/migration/postcopy/qtest/%s", tests[i].path);
 
         migration_test_add(path, tests[i].fn);
+    }
+    for (i = 0; i < ARRAY_SIZE(cpr); i++) {
+        g_autofree char *path =
+            g_strdup_printf("/migration/mode/qtest/%s", cpr[i].path);
+
+        migration_test_add(path, cpr[i].fn);
+    }
+    for (i = 0; i < ARRAY_SIZE(precopy); i++) {
+        g_autofree char *path =
+            g_strdup_printf("/migration/precopy/qtest/%s", precopy[i].path);
+
+        migration_test_add(path, precopy[i].fn);
     }
 }
