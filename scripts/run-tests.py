@@ -65,12 +65,30 @@ PQ = [MIG + "postcopy/qtest/" + t for t in (
     "guest-memfd/random", "guest-memfd/race", "guest-memfd/preempt-race",
     "guest-memfd/recovery", "guest-memfd/rewrite",
     "guest-memfd/two-readers")]
-# Other backends on the source, pc-dimms: the guest_memfd ones run nested
+# Other backends on the source, pc-dimms, virtio-mem: the guest_memfd ones
+# run nested
 PQ_MIXED = [MIG + "postcopy/qtest/" + t for t in (
     "mixed/guest-memfd-to-memfd", "mixed/guest-memfd-to-memfd-minor",
+    "mixed/guest-memfd-to-anon",
     "mixed/memfd-to-guest-memfd", "mixed/anon-to-guest-memfd",
-    "dimm/minor", "dimm/guest-memfd", "dimm/guest-memfd-boot-memfd-dimm")]
+    "dimm/minor", "dimm/guest-memfd", "dimm/guest-memfd-boot-memfd-dimm",
+    "virtio-mem/memfd", "virtio-mem/minor", "virtio-mem/guest-memfd")]
 PROJECT.append(("postcopy qtest", "migration-test", PQ + PQ_MIXED))
+# The same machines with precopy, and CPR of them (no userfaultfd needed:
+# on the host); and CPR of a KVM guest with guest_memfd RAM, no RAM in the
+# stream (about a minute each here: the guest's first pass over its 150 MB
+# faults each page in under this host's nested KVM).
+PRECOPY_QTEST = [MIG + "precopy/qtest/" + t for t in (
+    "dimm/guest-memfd", "dimm/guest-memfd-boot-memfd-dimm",
+    "dimm/memfd-boot-guest-memfd-dimm", "mixed/anon-to-guest-memfd",
+    "mixed/guest-memfd-to-anon", "virtio-mem/guest-memfd")]
+CPR_QTEST = [MIG + "mode/qtest/" + t for t in (
+    "transfer/guest-memfd", "exec/guest-memfd",
+    "transfer/guest-memfd-boot-memfd-dimm")]
+CPR_KVM = [MIG + "mode/transfer/guest-memfd", MIG + "mode/exec/guest-memfd"]
+PROJECT.append(("precopy and CPR qtest", "migration-test",
+                PRECOPY_QTEST + CPR_QTEST))
+PROJECT.append(("CPR guest-memfd", "migration-test", CPR_KVM))
 # The test plays the source and writes bad streams: seconds for all.
 STREAM = ("postcopy stream", "migration-test",
           [MIG + "postcopy/stream/" + p + "/" + t for p in ("copy", "minor")
@@ -94,7 +112,8 @@ VM = UNIT + [
                      "guest-memfd/rewrite", "guest-memfd/two-readers",
                      "mixed/memfd-to-guest-memfd",
                      "mixed/anon-to-guest-memfd", "dimm/guest-memfd",
-                     "dimm/guest-memfd-boot-memfd-dimm"))]),
+                     "dimm/guest-memfd-boot-memfd-dimm",
+                     "virtio-mem/guest-memfd"))]),
 ]
 # guest_memfd postcopy of a real guest under nested KVM, inside the VM on
 # the check-vm-uffd kernel (make check-vm-uffd-guest, a one-CPU VM: about
@@ -108,13 +127,17 @@ VM_STOCK = [
     ("backend", "guest-memfd-test", []),
     REFUSALS,
 ]
-# CPR (make check-cpr): cpr-transfer and cpr-exec of a KVM guest, memfd
-# and guest_memfd RAM, each checking that no RAM went through the stream
-# and that the guest's memory is intact.  About a minute a test here:
-# the test guest's first pass over its 150 MB faults each page in under
-# this host's nested KVM.  Not in make check for that reason.
-# Each path also runs the tests below it (transfer/defer, .../guest-memfd).
-CPR = [("cpr", "migration-test", [MIG + "mode/transfer", MIG + "mode/exec"])]
+# CPR (make check-cpr): every CPR test, guest-based ones under KVM (memfd
+# and guest_memfd RAM) and TCG (guest_memfd), each checking that no RAM
+# went through the stream and that the guest's memory is intact, and the
+# qtest-driven ones.  About 35-60 s a guest-based test here.  make check
+# runs the guest_memfd ones under KVM and the qtest-driven ones.
+CPR = [("cpr", "migration-test",
+        [MIG + "mode/" + t for t in (
+            "transfer", "exec", "tcg/transfer/guest-memfd",
+            "tcg/exec/guest-memfd")] + CPR_QTEST)]
+# (-p .../mode/transfer runs transfer/defer and transfer/guest-memfd too,
+# and .../mode/exec exec/guest-memfd)
 
 # Every qtest-driven postcopy test 20 times in a row (make stress).
 STRESS = [("postcopy qtest x20", "migration-test",
