@@ -33,9 +33,14 @@ tools: deps
 # userfaultfd for guest_memfd (check-vm-uffd) and the refusal on the newest
 # stock Debian kernel (check-vm-stock); the sanitizer build (check-asan);
 # virsh migrate between two libvirt daemons (check-libvirt).
-# Counts added up.
+# Counts added up.  While the host suite runs, what the later suites
+# need is built at nice 19 (check-all.py --background): the test kernel,
+# sid's kernel and initramfs, the sanitizer build.
 check: qemu tools
-	$(S)/check-all.py "$(S)/run-tests.sh --suite host" \
+	$(S)/check-all.py --background "$(S)/build-kernel.sh >/dev/null && \
+	    CHECK_VM_PREPARE=1 $(S)/check-vm.sh && \
+	    $(S)/build-qemu.sh --asan >/dev/null" \
+	    "$(S)/run-tests.sh --suite host" \
 	    "$(MAKE) --no-print-directory check-vm-uffd" \
 	    "$(MAKE) --no-print-directory check-vm-stock" \
 	    "$(MAKE) --no-print-directory check-asan" \
@@ -52,9 +57,10 @@ kernel: deps
 	$(S)/build-kernel.sh >/dev/null
 
 # The vm suite on that kernel, where guest_memfd postcopy runs: a postcopy
-# test that skips there is a failure.
+# test that skips there is a failure.  About 20 minutes under TCG, hence
+# a longer TIMEOUT than check-vm's default.
 check-vm-uffd: qemu tools
-	k=$$($(S)/build-kernel.sh) && KERNEL=$$k \
+	k=$$($(S)/build-kernel.sh) && KERNEL=$$k TIMEOUT=$${TIMEOUT:-2400} \
 	CHECK_VM_CMD="scripts/run-tests.sh --suite vm --fail-skips postcopy --timeout 300" \
 	    $(S)/check-vm.sh
 

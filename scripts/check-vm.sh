@@ -33,6 +33,8 @@
 # CHECK_VM_PROBE the probe run first (default .cache/tools-build/gmem-probe)
 # CHECK_VM_SMP, CHECK_VM_MEM   VM size (default 2 CPUs, 4096 MiB)
 # CHECK_VM_VERBOSE=1   show the kernel's boot messages
+# CHECK_VM_PREPARE=1   fetch the kernel and build the initramfs, then exit
+#                      without booting (make check does it in advance)
 #
 # The VM runs under TCG with -cpu max: TCG emulates SVM, so kvm_amd loads
 # inside and /dev/kvm works there.  The host's root folder is shared read-
@@ -464,6 +466,10 @@ if [ ! -f "$BASE" ]; then
     build_base "$BASE"
 fi
 nmods=$(cpio -it --quiet < "$BASE" | grep -c '^modules/.*\.ko$' || true)
+if [ -n "${CHECK_VM_PREPARE:-}" ]; then
+    vlog "prepared: kernel $KIMAGE, initramfs $BASE; not booted"
+    exit 0
+fi
 
 rm -rf "$RUN"
 mkdir -p "$RUN/root"
