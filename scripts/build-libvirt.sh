@@ -19,9 +19,9 @@ set -euo pipefail
 . "$(dirname "$0")/libvirt-common.sh"
 
 # The unit tests of what the series changes
-LIBVIRT_TESTS="qemuxmlconftest genericxml2xmltest domaincapstest
-qemucapabilitiestest qemumigrationcookiexmltest domainschematest
-virschematest qemuxmlactivetest qemuhotplugtest"
+LIBVIRT_TESTS=(qemuxmlconftest genericxml2xmltest domaincapstest
+    qemucaps2xmltest qemucapabilitiestest qemumigrationcookiexmltest
+    "qemu replies check" virschematest qemuxmlactivetest qemuhotplugtest)
 
 need=""
 for p in $LIBVIRT_BUILD_DEPS; do
@@ -58,9 +58,9 @@ log "building libvirt in $dir"
 ninja -C "$dir" >&2
 
 if [ "${1:-}" = --test ]; then
-    log "meson test: $(echo $LIBVIRT_TESTS)"
-    # shellcheck disable=SC2086
-    meson test -C "$dir" --no-rebuild --print-errorlogs $LIBVIRT_TESTS >&2 ||
-        die "libvirt unit tests failed ($dir/meson-logs/testlog.txt)"
+    log "meson test: ${LIBVIRT_TESTS[*]}"
+    meson test -C "$dir" --no-rebuild --print-errorlogs "${LIBVIRT_TESTS[@]}" \
+        >&2 || die "libvirt unit tests failed" \
+        "($dir/meson-logs/testlog.txt)"
 fi
 echo "$dir"

@@ -5,7 +5,8 @@
 # pristine 11.3.0 source (tag libvirt-gmem-base) with one commit per patch
 # of libvirt-patches/series, in .cache/libvirt/src.  Re-applies the series
 # only when a patch or the series changed, so the build stays
-# incremental.  Prints the tree's path on stdout.
+# incremental.  Prints the tree's path on stdout.  libvirt's own checks
+# run there: meson test -C .cache/libvirt/build --suite syntax-check.
 #
 # To change a patch: commit in that tree, then write the series back with
 #   git -C .cache/libvirt/src format-patch -o libvirt-patches libvirt-gmem-base
@@ -31,6 +32,10 @@ then
     git -C "$TREE" config user.name "qemu-gmem developers"
     git -C "$TREE" config user.email "devel@qemu-gmem.invalid"
     git -C "$TREE" add -A -f .
+    # keycodemapdb is a git submodule upstream: keep it out of the index
+    # as there, or libvirt's syntax-check (git ls-files) checks its files
+    git -C "$TREE" rm -r -q --cached subprojects/keycodemapdb
+    echo "/subprojects/keycodemapdb/" >> "$TREE/.git/info/exclude"
     git -C "$TREE" commit -q -m "libvirt $LIBVIRT_VERSION (pristine)"
     git -C "$TREE" tag libvirt-gmem-base
 fi
