@@ -842,8 +842,22 @@ class Harness:
                 s = self.src.qmp(name, "query-migrate").get("status")
                 seen.add(s)
                 return s
-            wait_for("the migration to start",
-                     lambda: status() == "active", 30, 0.1)
+            # The destination's start is part of this: its QEMU under
+            # nested KVM in the VM took close to 30 s once (the limit
+            # before), hence the limit of one virsh migrate.
+            t0 = time.monotonic()
+            try:
+                wait_for("the migration to start",
+                         lambda: status() == "active",
+                         self.args.migrate_timeout, 0.1)
+            except Failure as e:
+                out = ""
+                if mig.poll() is not None:
+                    out = f"; virsh migrate: {mig.communicate()[0].strip()}"
+                raise Failure(f"{e}: statuses seen {sorted(map(str, seen))}"
+                              f"{out}{self.daemons_dead()}")
+            log(f"{name}: migration active "
+                f"{time.monotonic() - t0:.1f} s after virsh migrate")
             self.src.virsh("migrate-postcopy", name)
             wait_for("postcopy-active", lambda: status() ==
                      "postcopy-active", 30, 0.1)
