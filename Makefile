@@ -98,6 +98,35 @@ check-vm-libvirt: qemu tools
 	    --guest-timeout 180 --migrate-timeout 600" \
 	    $(S)/check-vm.sh
 
+# The patched libvirt (libvirt-patches/ on 11.3.0, built in
+# $(CACHE)/libvirt/build, its unit tests for what the series touches run),
+# then check-libvirt's cases twice: with bookworm's libvirt and
+# <qemu:commandline>, and with the patched one and <source
+# type='guest_memfd'/>, plus virsh domcapabilities (against QEMU without
+# the series too: build-qemu.sh --stock).  Not in make check: building
+# libvirt takes minutes (docs/check-vm.md).
+.PHONY: check-libvirt-patched check-vm-libvirt-patched
+check-libvirt-patched: qemu tools
+	$(S)/install-libvirt.sh
+	$(S)/build-qemu.sh --stock >/dev/null
+	$(S)/build-libvirt.sh --test >/dev/null
+	$(S)/check-libvirt.py --libvirt $(CACHE)/libvirt/build
+
+# The same in a one-CPU VM on the check-vm-uffd kernel, as
+# check-vm-libvirt, where guest_memfd postcopy and its recovery must
+# complete with both libvirts.
+check-vm-libvirt-patched: qemu tools
+	$(S)/install-libvirt.sh
+	$(S)/build-qemu.sh --stock >/dev/null
+	$(S)/build-libvirt.sh >/dev/null
+	k=$$($(S)/build-kernel.sh) && KERNEL=$$k \
+	CHECK_VM_SMP=$${CHECK_VM_SMP:-1} TIMEOUT=$${TIMEOUT:-3600} \
+	CHECK_VM_ENV="CHECK_LIBVIRT_BREAK $${CHECK_VM_ENV:-}" \
+	CHECK_VM_CMD="scripts/check-libvirt.py --fail-skips --timeout 3300 \
+	    --guest-timeout 180 --migrate-timeout 600 \
+	    --libvirt $(CACHE)/libvirt/build" \
+	    $(S)/check-vm.sh
+
 export: deps
 	$(S)/export-series.sh
 

@@ -8,7 +8,29 @@ its own /etc/libvirt, /var/lib/libvirt, /var/log/libvirt,
 work folder) and its own host_uuid, so libvirt sees two hosts.  Each
 domain's <emulator> is the project's QEMU; guest RAM is a guest_memfd
 (through <qemu:commandline>, the way stock libvirt allows today) or a
-memfd (libvirt's own <memoryBacking>).  The guest is
+memfd (libvirt's own <memoryBacking>).
+
+With --libvirt DIR (a build folder of the patched libvirt,
+scripts/build-libvirt.sh) every case runs twice: first with the stock
+libvirt (libvirtd and virsh on PATH), then with DIR's libvirtd and virsh
+(cases named patched/...), where the guest_memfd domains say
+<memoryBacking><source type='guest_memfd'/></memoryBacking> and nothing
+goes through <qemu:commandline> (QEMU's trace option is added by a
+wrapper script as <emulator>).  There, after each start: the domain is
+not tainted custom-argv (its log's "Domain id=N is tainted: ..." lines;
+high-privileges, from user = "root", is the only taint allowed), virsh
+dumpxml shows the source type, and QEMU's command line has libvirt's own
+memory-backend-guest-memfd for pc.ram; after a migration the
+destination's dumpxml shows the source type too.  With the stock libvirt
+the same check must find custom-argv.  A postcopy refusal must give
+QEMU's text through virsh exactly as the stock pass did (the RAM block's
+name aside: gmem0 there, pc.ram here).  One more case, domcapabilities:
+virsh domcapabilities lists the guest_memfd source type for the project's
+QEMU and not for a QEMU without the backend (10.2.2 without the series,
+scripts/build-qemu.sh --stock), and virsh define of a guest_memfd domain
+on that QEMU fails with libvirt's validation error.
+
+The guest is
 bench/writer-bootblock.S on a one-sector IDE disk: it checks all of its
 memory over and over while it keeps changing it, and prints 'E' on its
 serial port if a page does not hold what it must.
@@ -44,6 +66,8 @@ timeout included; the mounts live only in the daemons' namespaces.
 
 Output: one line per case, then 'N passed, N failed, N skipped'; exit
 status 1 if any case failed.
+
+--only-libvirt stock|patched runs one of the two passes only.
 
 Negative proof, CHECK_LIBVIRT_BREAK=
   corrupt    change one page of each destination guest (gdbstub, HMP
@@ -134,12 +158,29 @@ def wait_for(what, cond, timeout, step=0.2):
         time.sleep(step)
 
 
+class Libvirt:
+    """Which libvirtd and virsh a pass runs: the stock ones on PATH, or
+    those of a patched libvirt's build folder (run from there, libvirt
+    takes its driver modules and data from the build and source trees)."""
+
+    def __init__(self, name, build=None):
+        self.name = name
+        self.patched = build is not None
+        if build:
+            self.libvirtd = os.path.join(build, "src", "libvirtd")
+            self.virsh = os.path.join(build, "tools", "virsh")
+        else:
+            self.libvirtd = shutil.which("libvirtd") or "libvirtd"
+            self.virsh = shutil.which("virsh") or "virsh"
+
+
 class Daemon:
     """One libvirtd in a mount namespace of its own."""
 
-    def __init__(self, name, work, img_dir):
+    def __init__(self, name, work, img_dir, lv):
         self.name = name
-        self.dir = os.path.join(work, name)
+        self.lv = lv
+        self.dir = os.path.join(work, lv.name, name)
         self.sock_dir = os.path.join(self.dir, "sock")
         self.uri = ("qemu+unix:///system?socket="
                     f"{self.sock_dir}/libvirt-sock")
@@ -178,7 +219,8 @@ class Daemon:
         mounts = "".join(f"mount --bind {os.path.join(self.dir, sub)} {t}; "
                          for t, sub in BINDS)
         script = ("set -e; mount --make-rprivate /; " + mounts +
-                  f"exec libvirtd --config {self.dir}/etc/libvirtd.conf "
+                  f"exec {self.lv.libvirtd} --config "
+                  f"{self.dir}/etc/libvirtd.conf "
                   f"--pid-file {self.dir}/libvirtd.pid")
         for t, _ in BINDS:
             os.makedirs(t, exist_ok=True)     # mount points
@@ -199,7 +241,8 @@ class Daemon:
                 return False
             # Not "virsh version": that wants a default emulator
             # (/usr/bin/qemu-system-x86_64), which the harness never uses
-            rc = run(["virsh", "-c", self.uri, "list", "--all"], 30)[0]
+            rc = run([self.lv.virsh, "-c", self.uri, "list", "--all"],
+                     30)[0]
             return rc == 0
         wait_for(f"libvirtd ({self.name})", up, 60, 0.3)
         self.ns = os.readlink(f"/proc/{self.proc.pid}/ns/mnt")
@@ -212,8 +255,8 @@ class Daemon:
             return ""
 
     def virsh(self, *args, timeout=60, check=True):
-        return run(["virsh", "-q", "-c", self.uri] + list(args), timeout,
-                   check)
+        return run([self.lv.virsh, "-q", "-c", self.uri] + list(args),
+                   timeout, check)
 
     def qmp(self, dom, cmd, **arguments):
         c = {"execute": cmd}
@@ -291,7 +334,8 @@ class Events:
     long before the migration begins."""
 
     def __init__(self, daemon):
-        self.proc = subprocess.Popen(["virsh", "-c", daemon.uri, "event",
+        self.proc = subprocess.Popen([daemon.lv.virsh, "-c", daemon.uri,
+                                      "event",
                                       "--all", "--loop"],
                                      stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True,
@@ -340,29 +384,58 @@ class Harness:
                                      dir=args.workdir)
         self.img_dir = os.path.join(self.work, "img")
         os.makedirs(self.img_dir)
-        self.src = Daemon("src", self.work, self.img_dir)
-        self.dst = Daemon("dst", self.work, self.img_dir)
+        self.passes = [Libvirt("stock")]
+        if args.libvirt:
+            self.passes.append(Libvirt("patched", args.libvirt))
+        if args.only_libvirt:
+            self.passes = [lv for lv in self.passes
+                           if lv.name == args.only_libvirt]
+        # QEMU's trace option for the patched pass: <emulator> is this
+        # wrapper, so that no <qemu:commandline> taints the domains
+        self.traced_qemu = os.path.join(self.work, "qemu-traced")
+        with open(self.traced_qemu, "w") as f:
+            f.write(f"#!/bin/sh\nexec {self.qemu} \"$@\" "
+                    "-trace 'postcopy_place_page*'\n")
+        os.chmod(self.traced_qemu, 0o755)
+        self.lv = None
+        self.src = self.dst = None
+        self.refusals = {}
+        self.mem_of = {}
         self.results = []
         self.gmem_postcopy = None
         self.gmem_reason = ""
 
     # ------------------------------------------------------------ guests
-    def domain_xml(self, name, mem):
+    @property
+    def gmem_block(self):
+        """The guest_memfd RAM block's name: our own backend's id through
+        <qemu:commandline>, libvirt's default RAM id with its
+        <source type='guest_memfd'/>"""
+        return "pc.ram" if self.lv.patched else "gmem0"
+
+    def domain_xml(self, name, mem, emulator=None):
         img = os.path.join(self.img_dir, name + ".img")
         shutil.copyfile(self.args.guest, img)
         backing, args = "", []
         if mem == "memfd":
             backing = ("  <memoryBacking><source type='memfd'/>"
                        "<access mode='shared'/></memoryBacking>\n")
+        elif self.lv.patched:
+            backing = ("  <memoryBacking><source type='guest_memfd'/>"
+                       "</memoryBacking>\n")
         else:
             args = ["-object", "memory-backend-guest-memfd,id=gmem0,"
                     f"size={GUEST_MIB}M", "-machine", "memory-backend=gmem0"]
         # Each page a postcopy destination places, traced to the domain's
-        # log (QEMU's stderr): how it placed them (placed_pages())
-        args += ["-trace", "postcopy_place_page*"]
+        # log (QEMU's stderr): how it placed them (placed_pages()).  The
+        # patched pass's emulator is a wrapper that adds the option.
+        if self.lv.patched:
+            emulator = emulator or self.traced_qemu
+        else:
+            args += ["-trace", "postcopy_place_page*"]
         cmdline = ("  <qemu:commandline>\n" +
                    "".join(f"    <qemu:arg value='{a}'/>\n" for a in args) +
-                   "  </qemu:commandline>\n")
+                   "  </qemu:commandline>\n") if args else ""
         # <acpi/>: without it libvirt 9.0 passes -no-acpi, which QEMU 9.0
         # removed (newer libvirt passes -machine acpi=off); the guest does
         # not use ACPI either way.
@@ -376,7 +449,7 @@ class Harness:
   <on_poweroff>destroy</on_poweroff>
   <on_crash>destroy</on_crash>
   <devices>
-    <emulator>{self.qemu}</emulator>
+    <emulator>{emulator or self.qemu}</emulator>
     <disk type='file' device='disk'>
       <driver name='qemu' type='raw'/>
       <source file='{img}'/>
@@ -406,7 +479,8 @@ class Harness:
             return ""
 
     def start_domain(self, name, mem):
-        xml = os.path.join(self.work, name + ".xml")
+        self.mem_of[name] = mem
+        xml = os.path.join(self.work, self.lv.name, name + ".xml")
         with open(xml, "w") as f:
             f.write(self.domain_xml(name, mem))
         self.src.virsh("define", xml)
@@ -420,6 +494,53 @@ class Harness:
                  self.args.guest_timeout)
         log(f"{name}: started in {t1 - t0:.1f} s, guest checking its memory "
             f"{time.monotonic() - t1:.1f} s later")
+        self.check_libvirt_view(self.src, name, mem, started=True)
+
+    def domain_log(self, side, name):
+        try:
+            with open(side.host_path(f"/var/log/libvirt/qemu/{name}.log"),
+                      errors="replace") as f:
+                return f.read()
+        except OSError as e:
+            raise Failure(f"{name}: the domain log on {side.name}: {e}")
+
+    def check_libvirt_view(self, side, name, mem, started):
+        """What libvirt makes of the domain on side.  Patched libvirt: not
+        tainted custom-argv (high-privileges, QEMU running as root, is the
+        only taint allowed when it starts: the harness's own
+        qemu-monitor-command adds custom-monitor later), <source
+        type='guest_memfd'/> in virsh dumpxml, and on start QEMU's command
+        line with libvirt's memory-backend-guest-memfd for pc.ram.  Stock
+        libvirt: tainted custom-argv, the <qemu:commandline> that gives
+        guest_memfd (and the trace option) there."""
+        text = self.domain_log(side, name)
+        taints = set(re.findall(r"Domain id=\d+ is tainted: (\S+)", text))
+        if not self.lv.patched:
+            if started and "custom-argv" not in taints:
+                raise Failure(f"{name}: stock libvirt with <qemu:commandline>"
+                              f", but its log shows no custom-argv taint "
+                              f"(taints {sorted(taints)})")
+            return
+        if "custom-argv" in taints:
+            raise Failure(f"{name} on {side.name}: tainted custom-argv")
+        if started and taints - {"high-privileges"}:
+            raise Failure(f"{name} on {side.name}: tainted "
+                          f"{sorted(taints)} when it started")
+        if mem != "gmem":
+            return
+        xml = side.virsh("dumpxml", name)[1]
+        if not re.search(r"<memoryBacking>\s*<source type='guest_memfd'/>",
+                         xml):
+            raise Failure(f"{name} on {side.name}: virsh dumpxml has no "
+                          "<source type='guest_memfd'/> in <memoryBacking>")
+        if started:
+            if not re.search(r'"qom-type":"memory-backend-guest-memfd",'
+                             r'"id":"pc\.ram"', text):
+                raise Failure(f"{name}: QEMU's command line (its log) has "
+                              "no memory-backend-guest-memfd for pc.ram")
+            if "memory-backend-ram" in text or "qemu:commandline" in xml:
+                raise Failure(f"{name}: memory-backend-ram or "
+                              "<qemu:commandline> besides guest_memfd")
 
     def guest_progress(self, side, name, since):
         """'B's printed after offset since; a Failure on an 'E'."""
@@ -537,6 +658,8 @@ class Harness:
         if name in self.src.domains():
             raise Failure(f"{name} still defined on the source")
         self.check_running(self.dst, name, 0)
+        self.check_libvirt_view(self.dst, name, self.mem_of.get(name),
+                                started=False)
 
     def finish(self, name):
         for side in (self.src, self.dst):
@@ -597,22 +720,19 @@ class Harness:
         then).  'placed': pages placed, any block, any way (the host
         addresses of postcopy_place_page and postcopy_place_page_zero,
         which a zero page can give both); 'continued' and 'copied': those
-        that minor placement put into RAM block gmem0 (the guest_memfd),
+        that minor placement put into the guest_memfd RAM block (gmem0,
+        or pc.ram with the patched libvirt),
         with UFFDIO_CONTINUE where precopy had left the page in its page
         cache, with UFFDIO_COPY where not."""
-        try:
-            with open(self.dst.host_path(f"/var/log/libvirt/qemu/{name}.log"),
-                      errors="replace") as f:
-                text = f.read()
-        except OSError as e:
-            raise Failure(f"{name}: the destination's domain log: {e}")
+        text = self.domain_log(self.dst, name)
+        block = re.escape(self.gmem_block)
         return {"placed": len(set(re.findall(
                     r"postcopy_place_page(?:_zero)? host=(0x[0-9a-f]+)",
                     text))),
                 "continued": len(re.findall(
-                    r"postcopy_place_page_minor gmem0 ", text)),
+                    rf"postcopy_place_page_minor {block} ", text)),
                 "copied": len(re.findall(
-                    r"postcopy_place_page_minor_copy gmem0 ", text))}
+                    rf"postcopy_place_page_minor_copy {block} ", text))}
 
     def check_postcopy(self, name, mem, src_events, dst_events, seen):
         """The source went into postcopy (libvirt's lifecycle event
@@ -636,10 +756,12 @@ class Harness:
         gmem = placed["continued"] + placed["copied"]
         if mem == "gmem" and not gmem:
             raise Failure("postcopy, but the destination's trace shows no "
-                          "page placed into gmem0 by minor placement "
+                          f"page placed into {self.gmem_block} by minor "
+                          "placement "
                           f"({placed['placed']} placed otherwise): {where}")
         reqs = src_events.job_stat(name, "memory_postcopy_requests")
-        into = (f", {gmem} of them into gmem0 ({placed['continued']} with "
+        into = (f", {gmem} of them into {self.gmem_block} "
+                f"({placed['continued']} with "
                 f"UFFDIO_CONTINUE, {placed['copied']} with UFFDIO_COPY)"
                 if mem == "gmem" else "")
         return (f"{placed['placed']} pages placed on the destination{into}; "
@@ -662,8 +784,20 @@ class Harness:
         before = len(self.serial_text(self.src, name))
         self.check_running(self.src, name, before)
         line = out.splitlines()[-1]
+        # QEMU's text, the block's name aside (gmem0 or pc.ram)
+        text = re.search(r"Postcopy is not supported: .*", out)
+        text = re.sub(r"RAM block \S+ is", "RAM block * is",
+                      text.group(0)) if text else line
+        self.refusals[self.lv.name] = text
+        stock = self.refusals.get("stock")
+        same = ""
+        if self.lv.patched and stock is not None:
+            if text != stock:
+                raise Failure(f"QEMU's text differs from the stock pass's: "
+                              f"{text!r}, stock {stock!r}")
+            same = " (QEMU's text as in the stock pass)"
         return (f"refused in {took:.1f} s, guest still running and checked "
-                f"on the source; virsh: {line}")
+                f"on the source; virsh: {line}{same}")
 
     def case_recovery(self, name, mem):
         if mem == "gmem" and not self.gmem_postcopy:
@@ -698,7 +832,8 @@ class Harness:
         migrate-pause on the source in postcopy: both sides must end up
         paused ('post-copy failed').  The source's statuses seen."""
         seen = set()
-        mig = subprocess.Popen(["virsh", "-q", "-c", self.src.uri] +
+        mig = subprocess.Popen([self.src.lv.virsh, "-q", "-c",
+                                self.src.uri] +
                                self.migrate_args(name, *self.recovery_args()),
                                stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
@@ -707,8 +842,22 @@ class Harness:
                 s = self.src.qmp(name, "query-migrate").get("status")
                 seen.add(s)
                 return s
-            wait_for("the migration to start",
-                     lambda: status() == "active", 30, 0.1)
+            # The destination's start is part of this: its QEMU under
+            # nested KVM in the VM took close to 30 s once (the limit
+            # before), hence the limit of one virsh migrate.
+            t0 = time.monotonic()
+            try:
+                wait_for("the migration to start",
+                         lambda: status() == "active",
+                         self.args.migrate_timeout, 0.1)
+            except Failure as e:
+                out = ""
+                if mig.poll() is not None:
+                    out = f"; virsh migrate: {mig.communicate()[0].strip()}"
+                raise Failure(f"{e}: statuses seen {sorted(map(str, seen))}"
+                              f"{out}{self.daemons_dead()}")
+            log(f"{name}: migration active "
+                f"{time.monotonic() - t0:.1f} s after virsh migrate")
             self.src.virsh("migrate-postcopy", name)
             wait_for("postcopy-active", lambda: status() ==
                      "postcopy-active", 30, 0.1)
@@ -741,6 +890,45 @@ class Harness:
                               "not post-copy failed")
         log(f"{name}: source {st['src']}, destination {st['dst']}")
         return seen
+
+    def case_domcaps(self, name):
+        """virsh domcapabilities: guest_memfd among the memory source types
+        for the project's QEMU, not for one without the backend; and
+        libvirt's validation refuses a guest_memfd domain on the latter."""
+        def source_types(emulator):
+            out = self.src.virsh("domcapabilities", "--emulatorbin", emulator,
+                                 "--arch", "x86_64", "--virttype", "kvm",
+                                 "--machine", "pc", timeout=120)[1]
+            m = re.search(r"<memoryBacking supported='yes'>\s*"
+                          r"<enum name='sourceType'>(.*?)</enum>", out, re.S)
+            if not m:
+                raise Failure(f"virsh domcapabilities --emulatorbin {emulator}"
+                              ": no memoryBacking sourceType enum")
+            return re.findall(r"<value>([^<]+)</value>", m.group(1))
+        have = source_types(self.qemu)
+        if "guest_memfd" not in have or "memfd" not in have:
+            raise Failure(f"{self.qemu}: memoryBacking sourceType {have}, "
+                          "not guest_memfd and memfd")
+        old = self.args.qemu_without_gmem
+        if not os.access(old, os.X_OK):
+            raise Skip(f"no {old}, a QEMU without memory-backend-guest-memfd"
+                       " (scripts/build-qemu.sh --stock)")
+        lack = source_types(old)
+        if "guest_memfd" in lack or "memfd" not in lack:
+            raise Failure(f"{old}: memoryBacking sourceType {lack}; want "
+                          "memfd without guest_memfd")
+        xml = os.path.join(self.work, self.lv.name, name + ".xml")
+        with open(xml, "w") as f:
+            f.write(self.domain_xml(name, "gmem", emulator=old))
+        rc, out, err = self.src.virsh("define", xml, check=False)
+        want = "guest_memfd memory source is not supported by this QEMU"
+        if rc == 0 or want not in err:
+            raise Failure(f"virsh define of a guest_memfd domain on {old}: "
+                          f"exit {rc}, {(err or out).strip()!r}; want "
+                          f"{want!r}")
+        return (f"sourceType {have} with {os.path.basename(self.qemu)}, "
+                f"{lack} with {old}; virsh define there: "
+                f"{err.strip().splitlines()[-1]}")
 
     # ------------------------------------------------------------ driver
     def probe(self):
@@ -776,7 +964,8 @@ class Harness:
             except Failure as e:
                 log(f"cleaning up {name}: {e}")
         self.results.append(res)
-        print(f"{res}: {name} ({time.monotonic() - t0:.1f} s): {detail}",
+        shown = f"{self.lv.name}/{name}" if self.lv.patched else name
+        print(f"{res}: {shown} ({time.monotonic() - t0:.1f} s): {detail}",
               flush=True)
 
     def main(self):
@@ -786,18 +975,35 @@ class Harness:
                  ("gmem-postcopy", self.case_postcopy, "gmem"),
                  ("memfd-recovery", self.case_recovery, "memfd"),
                  ("gmem-recovery", self.case_recovery, "gmem")]
-        if self.args.only:
-            cases = [c for c in cases if c[0] in self.args.only]
         try:
             self.probe()
+            for lv in self.passes:
+                self.run_pass(lv, cases)
+        finally:
+            self.check_mounts()
+            if not self.args.keep:
+                shutil.rmtree(self.work, ignore_errors=True)
+        log(f"{time.monotonic() - t0:.0f} s in all")
+
+    def run_pass(self, lv, cases):
+        """The cases with one libvirt, in daemons of its own."""
+        self.lv = lv
+        if lv.patched:
+            cases = cases + [("domcapabilities", self.case_domcaps)]
+        if self.args.only:
+            cases = [c for c in cases if c[0] in self.args.only]
+        self.src = Daemon("src", self.work, self.img_dir, lv)
+        self.dst = Daemon("dst", self.work, self.img_dir, lv)
+        try:
             for d in (self.src, self.dst):
                 d.start()
-            log(f"libvirtd src pid {self.src.proc.pid}, dst pid "
-                f"{self.dst.proc.pid}, work folder {self.work}")
+            log(f"{lv.name} libvirt ({lv.libvirtd}): libvirtd src pid "
+                f"{self.src.proc.pid}, dst pid {self.dst.proc.pid}, work "
+                f"folder {self.work}")
             for c in cases:
                 self.run_case(*c)
         except Failure as e:
-            print(f"FAIL: setup: {e}", flush=True)
+            print(f"FAIL: {lv.name} libvirt: setup: {e}", flush=True)
             self.results.append("FAIL")
         finally:
             for d in (self.src, self.dst):
@@ -805,10 +1011,6 @@ class Harness:
                     d.stop()
                 except Exception as e:      # keep stopping the other one
                     log(f"stopping {d.name}: {e}")
-            self.check_mounts()
-            if not self.args.keep:
-                shutil.rmtree(self.work, ignore_errors=True)
-        log(f"{time.monotonic() - t0:.0f} s in all")
 
     def check_mounts(self):
         with open("/proc/self/mountinfo") as f:
@@ -844,6 +1046,18 @@ def main():
                     help="postcopy bandwidth, MiB/s")
     ap.add_argument("--only", action="append",
                     help="run only this case (repeatable)")
+    ap.add_argument("--libvirt", default=os.environ.get("CHECK_LIBVIRT_DIR"),
+                    help="build folder of the patched libvirt "
+                    "(scripts/build-libvirt.sh): run every case with it "
+                    "too, guest_memfd as <source type='guest_memfd'/> "
+                    "(default: $CHECK_LIBVIRT_DIR)")
+    ap.add_argument("--only-libvirt", choices=("stock", "patched"),
+                    help="run the pass with this libvirt only")
+    ap.add_argument("--qemu-without-gmem", default=os.path.join(
+        CACHE, "qemu-stock/build/qemu-system-x86_64"),
+                    help="a QEMU without memory-backend-guest-memfd, for "
+                    "the domcapabilities case (default: QEMU 10.2.2 without "
+                    "the series, scripts/build-qemu.sh --stock)")
     ap.add_argument("--keep", action="store_true",
                     help="keep the work folder (logs)")
     ap.add_argument("--fail-skips", action="store_true",
@@ -862,10 +1076,21 @@ def main():
         print("0 passed, 0 failed, 1 skipped")
         return 0
 
-    for what, path in (("libvirtd", shutil.which("libvirtd")),
-                       ("virsh", shutil.which("virsh"))):
-        if not path:
-            return skip_all(f"no {what} (scripts/install-libvirt.sh)")
+    if args.only_libvirt == "patched" and not args.libvirt:
+        ap.error("--only-libvirt patched needs --libvirt DIR")
+    if args.only_libvirt != "patched":
+        for what, path in (("libvirtd", shutil.which("libvirtd")),
+                           ("virsh", shutil.which("virsh"))):
+            if not path:
+                return skip_all(f"no {what} (scripts/install-libvirt.sh)")
+    if args.libvirt:
+        args.libvirt = os.path.abspath(args.libvirt)
+        for sub in ("src/libvirtd", "tools/virsh"):
+            if not os.access(os.path.join(args.libvirt, sub), os.X_OK):
+                print(f"FAIL: libvirt: no {sub} in {args.libvirt} "
+                      "(scripts/build-libvirt.sh)")
+                print("0 passed, 1 failed, 0 skipped")
+                return 1
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return skip_all("no usable /dev/kvm")
     if os.getuid() != 0:
@@ -894,7 +1119,8 @@ def main():
         print(f"FAIL: timeout ({args.timeout} s) or signal: {e}", flush=True)
         h.results.append("FAIL")
         for d in (h.src, h.dst):
-            d.stop()
+            if d is not None:
+                d.stop()
         h.check_mounts()
     signal.alarm(0)
     n = {r: h.results.count(r) for r in ("PASS", "FAIL", "SKIP")}

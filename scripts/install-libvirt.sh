@@ -34,9 +34,11 @@
 # user libvirt-qemu in group kvm, group libvirt-qemu, uid and gid 64055
 # where free), each creation printed.
 #
-# The QEMU driver's dependency on a QEMU is met by bookworm's
-# qemu-system-x86 7.2, which the harness never runs (each domain's
-# <emulator> is the project's build).  The firmware packages the
+# No QEMU is installed: libvirt-daemon-driver-qemu 9.0.0 depends on none
+# (libvirt-daemon only recommends one, and --no-install-recommends), and the
+# harness never needs one (each domain's <emulator> is the project's
+# build; its QEMU without the series, for virsh domcapabilities, is
+# build-qemu.sh --stock's).  The firmware packages the
 # project's build loads (seabios, ipxe-qemu, qemu-system-data) must come
 # out of the install at the version they went in with: the install is
 # simulated first and refused if it would change them, and checked again

@@ -1,5 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Apply qemu-patches/series to a QEMU git tree; sourced, not run.
+# SERIES_DIR and SERIES_BASE, set before sourcing, name another series
+# and what it applies to (scripts/prepare-libvirt.sh: libvirt-patches/,
+# libvirt 11.3.0).
 #
 # Format of qemu-patches/series, one patch a line, in order:
 #
@@ -15,8 +18,12 @@
 # the series may change it: their patch files carry those changes, and the
 # commit that adds the file gets it with them undone.
 
+SERIES_DIR=${SERIES_DIR:-$TOP/qemu-patches}
+SERIES_BASE=${SERIES_BASE:-QEMU $QEMU_VERSION}
+SERIES_NAME=${SERIES_DIR#"$TOP"/}
+
 series_lines() {
-    sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$TOP/qemu-patches/series"
+    sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$SERIES_DIR/series"
 }
 
 # All NEW-FILEs of the series, one a line.
@@ -28,8 +35,8 @@ series_new_files() {
 # except the new files' contents (those are synced without re-applying).
 series_hash() {
     {
-        cat "$TOP/qemu-patches/series"
-        series_lines | while read -r p _; do cat "$TOP/qemu-patches/$p"; done
+        cat "$SERIES_DIR/series"
+        series_lines | while read -r p _; do cat "$SERIES_DIR/$p"; done
     } | sha256sum | cut -d' ' -f1
 }
 
@@ -40,10 +47,10 @@ series_undo_later() {
     local -a all
     mapfile -t all < <(series_lines | awk '{ print $1 }')
     for ((j = ${#all[@]} - 1; j > index; j--)); do
-        if grep -qx -- "+++ b/$f" "$TOP/qemu-patches/${all[j]}"; then
+        if grep -qx -- "+++ b/$f" "$SERIES_DIR/${all[j]}"; then
             git -C "$dir" apply -R --include="$f" \
-                "$TOP/qemu-patches/${all[j]}" >&2 ||
-                die "$f: cannot undo qemu-patches/${all[j]} in it"
+                "$SERIES_DIR/${all[j]}" >&2 ||
+                die "$f: cannot undo $SERIES_NAME/${all[j]} in it"
         fi
     done
 }
@@ -52,12 +59,12 @@ series_undo_later() {
 series_apply() {
     local dir=$1 patch files f index=0
     while read -r patch files; do
-        [ -f "$TOP/qemu-patches/$patch" ] ||
-            die "qemu-patches/series names $patch, which does not exist"
-        if ! git -C "$dir" am -q --keep-cr "$TOP/qemu-patches/$patch" >&2; then
+        [ -f "$SERIES_DIR/$patch" ] ||
+            die "$SERIES_NAME/series names $patch, which does not exist"
+        if ! git -C "$dir" am -q --keep-cr "$SERIES_DIR/$patch" >&2; then
             git -C "$dir" am --abort >/dev/null 2>&1 || true
-            die "patch qemu-patches/$patch does not apply to QEMU" \
-                "$QEMU_VERSION (base plus the patches before it)"
+            die "patch $SERIES_NAME/$patch does not apply to $SERIES_BASE" \
+                "(base plus the patches before it)"
         fi
         if [ -n "$files" ]; then
             for f in $files; do
