@@ -313,6 +313,41 @@ static uint64_t pq_dimm_plug(QTestState *from, PQArgs *a, uint8_t *want)
     return addr;
 }
 
+/*
+ * The DIMM holds the boot RAM's last PQ_DIMM_MB of @want, reversed:
+ * hotplug it on the source and fill it.  Its contents, and in @addr its
+ * guest-physical address.
+ */
+static uint8_t *pq_dimm_fill_plug(QTestState *from, PQArgs *a,
+                                  const uint8_t *want, uint64_t *addr)
+{
+    uint8_t *dimm_want = g_malloc(PQ_DIMM_MB * 1024 * 1024);
+    uint64_t i;
+
+    for (i = 0; i < PQ_DIMM_PAGES; i++) {
+        memcpy(dimm_want + i * PQ_PAGE, want + (PQ_PAGES - 1 - i) * PQ_PAGE,
+               PQ_PAGE);
+    }
+    *addr = pq_dimm_plug(from, a, dimm_want);
+    return dimm_want;
+}
+
+/* Every page of the DIMM at @addr holds what @dimm_want says */
+static void pq_dimm_check(QTestState *to, uint64_t addr,
+                          const uint8_t *dimm_want)
+{
+    uint8_t got[PQ_PAGE];
+    uint64_t i;
+
+    for (i = 0; i < PQ_DIMM_PAGES; i++) {
+        qtest_bufread(to, addr + i * PQ_PAGE, got, PQ_PAGE);
+        if (memcmp(got, dimm_want + i * PQ_PAGE, PQ_PAGE)) {
+            g_test_message("DIMM page %" PRIu64 " differs", i);
+            g_assert_not_reached();
+        }
+    }
+}
+
 static void pq_check_page(QTestState *to, const uint8_t *want, uint64_t p)
 {
     uint8_t got[PQ_PAGE];
@@ -574,13 +609,7 @@ static void pq_run(PQArgs *a)
         qtest_bufwrite(from, PQ_START + off, want + off, PQ_CHUNK);
     }
     if (a->dimm) {
-        /* The DIMM holds the boot RAM's last PQ_DIMM_MB, reversed */
-        dimm_want = g_malloc(PQ_DIMM_MB * 1024 * 1024);
-        for (i = 0; i < PQ_DIMM_PAGES; i++) {
-            memcpy(dimm_want + i * PQ_PAGE,
-                   want + (PQ_PAGES - 1 - i) * PQ_PAGE, PQ_PAGE);
-        }
-        dimm_addr = pq_dimm_plug(from, a, dimm_want);
+        dimm_want = pq_dimm_fill_plug(from, a, want, &dimm_addr);
     }
 
     migrate_set_capability(from, "postcopy-ram", true);
@@ -658,14 +687,8 @@ static void pq_run(PQArgs *a)
         pq_check_page(to, want, i);
     }
     /* The DIMM came whole, on the background stream */
-    for (i = 0; a->dimm && i < PQ_DIMM_PAGES; i++) {
-        uint8_t got[PQ_PAGE];
-
-        qtest_bufread(to, dimm_addr + i * PQ_PAGE, got, PQ_PAGE);
-        if (memcmp(got, dimm_want + i * PQ_PAGE, PQ_PAGE)) {
-            g_test_message("DIMM page %" PRIu64 " differs", i);
-            g_assert_not_reached();
-        }
+    if (a->dimm) {
+        pq_dimm_check(to, dimm_addr, dimm_want);
     }
     /*
      * With the background stream capped, the reads outran it: pages
@@ -748,12 +771,7 @@ static void pq_run_precopy(PQArgs *a)
         qtest_bufwrite(from, PQ_START + off, want + off, PQ_CHUNK);
     }
     if (a->dimm) {
-        dimm_want = g_malloc(PQ_DIMM_MB * 1024 * 1024);
-        for (i = 0; i < PQ_DIMM_PAGES; i++) {
-            memcpy(dimm_want + i * PQ_PAGE,
-                   want + (PQ_PAGES - 1 - i) * PQ_PAGE, PQ_PAGE);
-        }
-        dimm_addr = pq_dimm_plug(from, a, dimm_want);
+        dimm_want = pq_dimm_fill_plug(from, a, want, &dimm_addr);
     }
 
     migrate_set_parameter_int(from, "max-bandwidth", 1ULL << 40);
@@ -773,14 +791,8 @@ static void pq_run_precopy(PQArgs *a)
     for (i = 0; i < PQ_PAGES; i++) {
         pq_check_page(to, want, i);
     }
-    for (i = 0; a->dimm && i < PQ_DIMM_PAGES; i++) {
-        uint8_t got[PQ_PAGE];
-
-        qtest_bufread(to, dimm_addr + i * PQ_PAGE, got, PQ_PAGE);
-        if (memcmp(got, dimm_want + i * PQ_PAGE, PQ_PAGE)) {
-            g_test_message("DIMM page %" PRIu64 " differs", i);
-            g_assert_not_reached();
-        }
+    if (a->dimm) {
+        pq_dimm_check(to, dimm_addr, dimm_want);
     }
     qtest_quit(from);
     qtest_quit(to);
@@ -1229,12 +1241,7 @@ static void pq_run_cpr(PQArgs *a, bool exec)
         qtest_bufwrite(from, PQ_START + off, want + off, PQ_CHUNK);
     }
     if (a->dimm) {
-        dimm_want = g_malloc(PQ_DIMM_MB * 1024 * 1024);
-        for (i = 0; i < PQ_DIMM_PAGES; i++) {
-            memcpy(dimm_want + i * PQ_PAGE,
-                   want + (PQ_PAGES - 1 - i) * PQ_PAGE, PQ_PAGE);
-        }
-        dimm_addr = pq_dimm_plug(from, a, dimm_want);
+        dimm_want = pq_dimm_fill_plug(from, a, want, &dimm_addr);
     }
     if (a->vmem) {
         plugged_pages = pq_vmem_setup(from, &v);
@@ -1307,14 +1314,8 @@ static void pq_run_cpr(PQArgs *a, bool exec)
     for (i = 0; i < (boot_end - PQ_START) / PQ_PAGE; i++) {
         pq_check_page(to, want, i);
     }
-    for (i = 0; a->dimm && i < PQ_DIMM_PAGES; i++) {
-        uint8_t got[PQ_PAGE];
-
-        qtest_bufread(to, dimm_addr + i * PQ_PAGE, got, PQ_PAGE);
-        if (memcmp(got, dimm_want + i * PQ_PAGE, PQ_PAGE)) {
-            g_test_message("DIMM page %" PRIu64 " differs", i);
-            g_assert_not_reached();
-        }
+    if (a->dimm) {
+        pq_dimm_check(to, dimm_addr, dimm_want);
     }
     if (a->vmem) {
         g_assert_cmpuint(pq_vmem_size(to), ==, plugged_pages * PQ_PAGE);
