@@ -10,8 +10,10 @@ are interleaved, --runs times each, and for each the median of QEMU's own
 numbers is printed: total migration time, postcopy blocktime, mean page
 request latency, and the p99 bucket of the page request latency
 distribution; plus the ratio of minor placement (and of guest_memfd,
-where it ran) to the upstream memfd path.  A benchmark, not a test: it
-prints numbers.
+where it ran) to the upstream memfd path, both as the ratio of the
+medians and run by run (the median and range of the ratios of the runs
+that ran next to each other: on a noisy machine, runs of one variant can
+differ 2x).  A benchmark, not a test: it prints numbers.
 
 The guest (bench/reader-bootblock.S) fills 64 MiB and then reads every page
 of it in the same pseudo-random order, pass after pass, checking what it
@@ -367,6 +369,26 @@ def run_interleaved(args, variants, migrate, keys):
     return results, skipped
 
 
+def paired(results, name, base, key):
+    """The ratios name/base of key, run by run (runs are interleaved, so
+    run i of two variants ran close together): '1.03 (0.98-1.10)', the
+    median and the range, or None.  On a noisy machine this says more
+    than the ratio of the medians."""
+    ratios = [a[key] / b[key]
+              for a, b in zip(results.get(name, []), results.get(base, []))
+              if a.get(key) and b.get(key)]
+    if not ratios:
+        return None
+    return (f"{statistics.median(ratios):.2f} "
+            f"({min(ratios):.2f}-{max(ratios):.2f})")
+
+
+def spread(results, name, key):
+    """max/min of key over the runs of one variant"""
+    vals = [r[key] for r in results.get(name, []) if r.get(key)]
+    return f"{max(vals) / min(vals):.2f}" if vals else "-"
+
+
 def throughput_main(args):
     """--throughput: the table, medians and ratios"""
     variants = all_variants(args)
@@ -382,7 +404,7 @@ def throughput_main(args):
              f"{args.runs} runs, variants interleaved (machine: "
              f"{os.cpu_count()} CPUs; noisy)")
     demo.say(f"{'variant':28}" + "".join(f"{k[1]:>12}" for k in TP_KEYS) +
-             f"{'time ratio':>12}")
+             f"{'time ratio':>12}{'spread':>8}")
     med = {}
     for name, *_ in variants:
         if name in skipped:
@@ -400,10 +422,17 @@ def throughput_main(args):
         ratio = f"{row['postcopy s'] / base:.2f}" if base else "-"
         demo.say(f"{name:28}" + "".join(
             f"{row[k] if row[k] is not None else '-':>12}"
-            for k, _ in TP_KEYS) + f"{ratio:>12}")
+            for k, _ in TP_KEYS) + f"{ratio:>12}"
+            f"{spread(results, name, 'postcopy s'):>8}")
     demo.say()
     demo.say("time ratio: postcopy time / that of memfd (UFFDIO_COPY) on "
-             "this build (minor placement's goal: <= 0.66)")
+             "this build (minor placement's goal: <= 0.66); spread: the "
+             "slowest run's time / the fastest's")
+    for name in ("memfd minor placement", "guest_memfd (minor)"):
+        pair = paired(results, name, "memfd (UFFDIO_COPY)", "postcopy s")
+        if pair:
+            demo.say(f"{name} / memfd (UFFDIO_COPY), run by run: median "
+                     f"(range) {pair}")
     stock = med.get("stock memfd (UFFDIO_COPY)", {}).get("postcopy s")
     for name in ("memfd (UFFDIO_COPY)", "memfd minor placement",
                  "guest_memfd (minor)"):
@@ -523,10 +552,12 @@ def main():
         if not a or not b:
             continue
         demo.say()
-        demo.say(what + ":")
+        demo.say(what + " (ratio of the medians; run by run: median "
+                 "(range)):")
         for key, short in KEYS[:4] + QT_KEYS[:2] if args.qtest else KEYS[:4]:
             if a[key] and b[key]:
-                demo.say(f"  {short:14} {a[key] / b[key]:.2f}")
+                demo.say(f"  {short:14} {a[key] / b[key]:.2f}   "
+                         f"{paired(results, name, base, key) or '-'}")
     return 0
 
 
