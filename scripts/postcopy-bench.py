@@ -340,6 +340,8 @@ def all_variants(args):
     stock = args.stock or (STOCK_QEMU if os.path.exists(STOCK_QEMU)
                            else None)
     variants = [(n, b, m, None) for n, b, m in VARIANTS]
+    if args.compare:
+        variants += [("B " + n, b, m, args.compare) for n, b, m in VARIANTS]
     if stock:
         variants += [("stock " + n, b, m, stock)
                      for n, b, m in VARIANTS if not m and "guest" not in b]
@@ -428,7 +430,8 @@ def throughput_main(args):
     demo.say("time ratio: postcopy time / that of memfd (UFFDIO_COPY) on "
              "this build (minor placement's goal: <= 0.66); spread: the "
              "slowest run's time / the fastest's")
-    for name in ("memfd minor placement", "guest_memfd (minor)"):
+    for name in ("memfd minor placement", "guest_memfd (minor)",
+                 "B memfd minor placement"):
         pair = paired(results, name, "memfd (UFFDIO_COPY)", "postcopy s")
         if pair:
             demo.say(f"{name} / memfd (UFFDIO_COPY), run by run: median "
@@ -498,6 +501,9 @@ def main():
                     "discarded and sent again in postcopy")
     ap.add_argument("--preempt", action="store_true",
                     help="with --throughput: with postcopy-preempt")
+    ap.add_argument("--compare", metavar="QEMU",
+                    help="every variant also on QEMU, another build of the "
+                    "series (rows 'B ...'): an A/B of a change")
     ap.add_argument("--stock", metavar="QEMU",
                     help="with --throughput: the unpatched QEMU whose "
                     "UFFDIO_COPY variants are run too (default: "
@@ -544,6 +550,10 @@ def main():
              "(target <= 1.0)"),
             ("memfd (UFFDIO_COPY)", "guest_memfd (minor)",
              "guest_memfd / memfd UFFDIO_COPY, this build (target <= 1.0)"),
+            ("memfd (UFFDIO_COPY)", "B memfd minor placement",
+             "minor placement on B / memfd UFFDIO_COPY, this build"),
+            ("memfd minor placement", "B memfd minor placement",
+             "minor placement on B / on this build"),
             ("stock memfd (UFFDIO_COPY)", "memfd (UFFDIO_COPY)",
              "memfd UFFDIO_COPY, this build / stock QEMU"),
             ("stock memfd (UFFDIO_COPY)", "memfd minor placement",
