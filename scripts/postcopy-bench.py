@@ -391,6 +391,41 @@ def spread(results, name, key):
     return f"{max(vals) / min(vals):.2f}" if vals else "-"
 
 
+# (base, variant, what): the ratios printed after each table
+COMPARISONS = [
+    ("memfd (UFFDIO_COPY)", "memfd minor placement",
+     "minor placement / memfd UFFDIO_COPY, this build"),
+    ("memfd (UFFDIO_COPY)", "guest_memfd (minor)",
+     "guest_memfd / memfd UFFDIO_COPY, this build"),
+    ("memfd (UFFDIO_COPY)", "B memfd minor placement",
+     "minor placement on B / memfd UFFDIO_COPY, this build"),
+    ("memfd minor placement", "B memfd minor placement",
+     "minor placement on B / on this build"),
+    ("stock memfd (UFFDIO_COPY)", "memfd (UFFDIO_COPY)",
+     "memfd UFFDIO_COPY, this build / stock QEMU"),
+    ("stock memfd (UFFDIO_COPY)", "memfd minor placement",
+     "minor placement, this build / memfd UFFDIO_COPY, stock QEMU"),
+    ("stock memfd (UFFDIO_COPY)", "guest_memfd (minor)",
+     "guest_memfd, this build / memfd UFFDIO_COPY, stock QEMU"),
+]
+
+
+def say_ratios(med, results, keys):
+    """For each of COMPARISONS whose two variants ran, the ratio of the
+    medians and the run by run ratios of each of keys [(key, short)]"""
+    for base, name, what in COMPARISONS:
+        a, b = med.get(name), med.get(base)
+        if not a or not b:
+            continue
+        demo.say()
+        demo.say(what + " (ratio of the medians; run by run: median "
+                 "(range)):")
+        for key, short in keys:
+            if a[key] and b[key]:
+                demo.say(f"  {short:14} {a[key] / b[key]:.2f}   "
+                         f"{paired(results, name, base, key) or '-'}")
+
+
 def throughput_main(args):
     """--throughput: the table, medians and ratios"""
     variants = all_variants(args)
@@ -430,18 +465,7 @@ def throughput_main(args):
     demo.say("time ratio: postcopy time / that of memfd (UFFDIO_COPY) on "
              "this build (minor placement's goal: <= 0.66); spread: the "
              "slowest run's time / the fastest's")
-    for name in ("memfd minor placement", "guest_memfd (minor)",
-                 "B memfd minor placement"):
-        pair = paired(results, name, "memfd (UFFDIO_COPY)", "postcopy s")
-        if pair:
-            demo.say(f"{name} / memfd (UFFDIO_COPY), run by run: median "
-                     f"(range) {pair}")
-    stock = med.get("stock memfd (UFFDIO_COPY)", {}).get("postcopy s")
-    for name in ("memfd (UFFDIO_COPY)", "memfd minor placement",
-                 "guest_memfd (minor)"):
-        if stock and name in med:
-            demo.say(f"{name} on this build / memfd (UFFDIO_COPY) on stock "
-                     f"QEMU: {med[name]['postcopy s'] / stock:.2f}")
+    say_ratios(med, results, [("postcopy s", "postcopy s")])
     return 0
 
 
@@ -544,30 +568,11 @@ def main():
         med[name] = row
         demo.say(f"{name:26}" + "".join(
             f"{row[k] if row[k] is not None else '-':>14}" for k, _ in keys))
-    for base, name, what in (
-            ("memfd (UFFDIO_COPY)", "memfd minor placement",
-             "minor placement / memfd UFFDIO_COPY, this build "
-             "(target <= 1.0)"),
-            ("memfd (UFFDIO_COPY)", "guest_memfd (minor)",
-             "guest_memfd / memfd UFFDIO_COPY, this build (target <= 1.0)"),
-            ("memfd (UFFDIO_COPY)", "B memfd minor placement",
-             "minor placement on B / memfd UFFDIO_COPY, this build"),
-            ("memfd minor placement", "B memfd minor placement",
-             "minor placement on B / on this build"),
-            ("stock memfd (UFFDIO_COPY)", "memfd (UFFDIO_COPY)",
-             "memfd UFFDIO_COPY, this build / stock QEMU"),
-            ("stock memfd (UFFDIO_COPY)", "memfd minor placement",
-             "minor placement, this build / memfd UFFDIO_COPY, stock QEMU")):
-        a, b = med.get(name), med.get(base)
-        if not a or not b:
-            continue
-        demo.say()
-        demo.say(what + " (ratio of the medians; run by run: median "
-                 "(range)):")
-        for key, short in KEYS[:4] + QT_KEYS[:2] if args.qtest else KEYS[:4]:
-            if a[key] and b[key]:
-                demo.say(f"  {short:14} {a[key] / b[key]:.2f}   "
-                         f"{paired(results, name, base, key) or '-'}")
+    demo.say()
+    demo.say("target: minor placement and guest_memfd at or below 1.0 of "
+             "memfd UFFDIO_COPY")
+    say_ratios(med, results,
+               KEYS[:4] + QT_KEYS[:2] if args.qtest else KEYS[:4])
     return 0
 
 
