@@ -200,6 +200,11 @@ def body(tap, probe, bench):
                    "read/write, PUNCH_HOLE reads zeros",
                    "; ".join(checks[n]["detail"] for n in gmem_names
                              if n in checks))
+        elif not checks["kvm.cap_guest_memfd"]["ok"]:
+            # KVM without guest_memfd at all (e.g. a kvm_pvm host)
+            tap.ok(status == 3 and "KVM_CAP_GUEST_MEMFD (234)" in js["reason"],
+                   "without KVM_CAP_GUEST_MEMFD the probe exits 3 and says "
+                   "why", js["reason"])
         else:
             tap.ok(status == 3 and "MMAP|INIT_SHARED" in js["reason"],
                    "without guest_memfd MMAP|INIT_SHARED the probe exits 3 "
