@@ -479,6 +479,9 @@ class Harness:
             return ""
 
     def start_domain(self, name, mem):
+        if mem == "gmem" and self.gmem_backend_missing:
+            raise Skip("memory-backend-guest-memfd cannot start on this "
+                       f"host: {self.gmem_backend_missing}")
         self.mem_of[name] = mem
         xml = os.path.join(self.work, self.lv.name, name + ".xml")
         with open(xml, "w") as f:
@@ -936,6 +939,10 @@ class Harness:
         j = json.loads(out)
         self.gmem_postcopy = bool(j.get("postcopy_guest_memfd"))
         self.gmem_reason = j.get("reason", "")
+        # 2, 3: no /dev/kvm, or KVM without guest_memfd MMAP|INIT_SHARED
+        self.gmem_backend_missing = (self.gmem_reason
+                                     if j.get("exit_status") in (2, 3)
+                                     else None)
         print(f"gmem-probe: guest_memfd postcopy "
               f"{'possible' if self.gmem_postcopy else 'not possible'}"
               f"{'' if self.gmem_postcopy else ': ' + self.gmem_reason}",
