@@ -271,6 +271,8 @@ def throughput_migrate(work, name, backend, minor, qemu, preempt, rewrite):
         cpu = ThreadCPU(dst.proc.pid, ("mig/dst/listen", "mig/dst/preempt",
                                        "mig/dst/fault"))
         cpu.start()
+        scpu = ThreadCPU(src.proc.pid, ("mig/src/main",))
+        scpu.start()
         src.qmp.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
         fill = TP_FILL[0]
         if rewrite:
@@ -298,6 +300,7 @@ def throughput_migrate(work, name, backend, minor, qemu, preempt, rewrite):
             time.sleep(0.002)
         postcopy_s = time.monotonic() - t0
         threads = cpu.stop()
+        sthreads = scpu.stop()
         demo.wait_for(lambda: done(src), 30, "the source to complete")
         info = src.qmp.cmd("query-migrate")
         dinfo = dst.qmp.cmd("query-migrate")
@@ -320,6 +323,8 @@ def throughput_migrate(work, name, backend, minor, qemu, preempt, rewrite):
             "GiB/s": round(size / postcopy_s / 2 ** 30, 2),
             "% postcopy": round(100 * pages / ram_pages),
             "listen ns/page": round(listen / pages) if pages else None,
+            "source ns/page": (round(sthreads["mig/src/main"] / ram_pages)
+                               if sthreads["mig/src/main"] else None),
             "placed COPY": place.get("copied"),
             "placed CONTINUE": place.get("continued"),
         }
@@ -331,6 +336,7 @@ def throughput_migrate(work, name, backend, minor, qemu, preempt, rewrite):
 
 TP_KEYS = [("postcopy s", "postcopy s"), ("GiB/s", "GiB/s"),
            ("% postcopy", "% postcopy"), ("listen ns/page", "ns/page"),
+           ("source ns/page", "src ns/page"),
            ("placed COPY", "COPY"), ("placed CONTINUE", "CONTINUE")]
 
 
@@ -348,6 +354,18 @@ def all_variants(args):
     return [v for v in variants if not args.only or args.only in v[0]]
 
 
+def gmem_backend_missing():
+    """Why memory-backend-guest-memfd cannot start on this host (no
+    /dev/kvm, or KVM without guest_memfd MMAP|INIT_SHARED), or None.
+    A kernel that only refuses userfaultfd on guest_memfd is left to the
+    destination, whose refusal the variant then reports."""
+    probe = subprocess.run([demo.PROBE, "--reason"], capture_output=True,
+                           text=True)
+    if probe.returncode in (2, 3):
+        return "the backend cannot start: " + probe.stdout.strip()
+    return None
+
+
 def run_interleaved(args, variants, migrate, keys):
     """Migrate every variant --runs times, the variants interleaved, with
     migrate(work, name, backend, minor, qemu) -> (ok, report or refusal);
@@ -356,6 +374,9 @@ def run_interleaved(args, variants, migrate, keys):
     work = tempfile.mkdtemp(prefix="qemu-gmem-bench-")
     results = {v[0]: [] for v in variants}
     skipped = {}
+    no_gmem = gmem_backend_missing()
+    if no_gmem:
+        skipped = {v[0]: no_gmem for v in variants if "guest-memfd" in v[1]}
     for run in range(args.runs):
         for name, backend, minor, qemu in variants:
             if name in skipped:
@@ -426,6 +447,18 @@ def say_ratios(med, results, keys):
                          f"{paired(results, name, base, key) or '-'}")
 
 
+def number(v):
+    """A median for a table: '-' for none, whole numbers from 100 up,
+    3 decimals below"""
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if abs(v) >= 100:
+            return str(round(v))
+        return f"{v:.3f}".rstrip("0").rstrip(".")
+    return str(v)
+
+
 def throughput_main(args):
     """--throughput: the table, medians and ratios"""
     variants = all_variants(args)
@@ -458,8 +491,7 @@ def throughput_main(args):
         row = med[name]
         ratio = f"{row['postcopy s'] / base:.2f}" if base else "-"
         demo.say(f"{name:28}" + "".join(
-            f"{row[k] if row[k] is not None else '-':>12}"
-            for k, _ in TP_KEYS) + f"{ratio:>12}"
+            f"{number(row[k]):>12}" for k, _ in TP_KEYS) + f"{ratio:>12}"
             f"{spread(results, name, 'postcopy s'):>8}")
     demo.say()
     demo.say("time ratio: postcopy time / that of memfd (UFFDIO_COPY) on "
