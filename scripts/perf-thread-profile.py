@@ -11,8 +11,10 @@ keeps those of the threads named THREAD (the comm: QEMU names its
 threads with -name ...,debug-threads=on).  Each sample goes to the
 first of these groups whose function appears in its kernel call chain:
 
-  placement       userfaultfd_ioctl (UFFDIO_COPY, _ZEROPAGE, _CONTINUE)
-  alias fault     a page fault or MADV_POPULATE_WRITE (minor placement's
+  placement       ioctl(2): UFFDIO_COPY, _ZEROPAGE, _CONTINUE, the
+                  system call's entry included (the placing threads make
+                  no other ioctl)
+  alias fault     a page fault or madvise(2) (minor placement's
                   writes through the alias, the fault thread's populate)
   socket receive  recvmsg and the TCP receive path
   other syscall   any other system call (the source's sendmsg, say)
@@ -33,8 +35,8 @@ import collections
 import sys
 
 GROUPS = [
-    ("placement", ("userfaultfd_ioctl",)),
-    ("alias fault", ("exc_page_fault", "madvise_populate")),
+    ("placement", ("userfaultfd_ioctl", "__x64_sys_ioctl", "__GI___ioctl")),
+    ("alias fault", ("exc_page_fault", "do_madvise")),
     ("socket receive", ("tcp_recvmsg", "sock_recvmsg", "__sys_recvmsg")),
     ("other syscall", ("entry_SYSCALL_64",)),
 ]
