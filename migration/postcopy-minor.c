@@ -41,6 +41,18 @@
  * does, so that the fault thread never waits for a placement to check a
  * page.
  *
+ * The thread that reads a channel (ram_load_postcopy()) does not map each
+ * page it writes through the alias at once: it keeps the run of
+ * contiguous pages it has written in the channel's PostcopyTmpPage, and
+ * maps the run with one UFFDIO_CONTINUE when a page does not extend it,
+ * and before any read from the channel of data that has not arrived yet.
+ * The receivedmap bits are set then, so the invariants above hold as they
+ * are.  A thread that faults on a page of a run meanwhile is requested
+ * like any page not received; the source, which sent the page already,
+ * does not send it again, so the thread waits for the run to be mapped:
+ * at most for the data already received to be placed, never for the
+ * network.
+ *
  * Writing through the alias costs a page fault there, which allocates the
  * page, on top of the copy and the ioctl: a page that is not in the page
  * cache yet is cheaper to place with UFFDIO_COPY (or UFFDIO_ZEROPAGE),
@@ -62,6 +74,7 @@
 #include "qemu/lockable.h"
 #include "qemu/madvise.h"
 #include "qemu/stats64.h"
+#include "qemu/units.h"
 #include "qapi/error.h"
 #include "exec/target_page.h"
 #include "system/ramblock.h"
@@ -270,8 +283,106 @@ static int postcopy_minor_page_mapped(void *host)
     return !!(entry & (1ULL << 63 | 1ULL << 62));
 }
 
+/* The longest run of pages mapped with one UFFDIO_CONTINUE */
+#define MINOR_RUN_MAX (256 * KiB)
+
+/*
+ * Account for the pages of [@host, @host + @length) of @rb, just mapped:
+ * received, no longer requested, and the shared-memory clients told.
+ */
+static int postcopy_minor_mapped(MigrationIncomingState *mis, RAMBlock *rb,
+                                 void *host, uint64_t length)
+{
+    size_t pagesize = qemu_ram_pagesize(rb);
+    uint64_t off;
+    int ret = 0;
+
+    WITH_QEMU_LOCK_GUARD(&mis->page_request_mutex) {
+        for (off = 0; off < length; off += pagesize) {
+            postcopy_page_placed_locked(mis, host + off, pagesize, rb);
+        }
+    }
+    stat64_add(&mis->postcopy_continued, length / pagesize);
+    for (off = 0; off < length; off += pagesize) {
+        trace_postcopy_place_page(host + off);
+        ret = ret ? ret :
+            postcopy_notify_shared_wake(rb,
+                                        qemu_ram_block_host_offset(rb, host) +
+                                        off);
+    }
+    return ret;
+}
+
+/*
+ * Map [@host, @host + @length) of @rb, every page of it written whole
+ * through the alias, with as few UFFDIO_CONTINUE calls as the kernel
+ * allows: it maps a range up to the first page it cannot map.  That
+ * page fails the placement, named; if it was mapped already, it was
+ * mapped before it arrived.  After any other failure the pages from it
+ * on are not placed, and their claim bits are cleared so that the copies
+ * the source sends again after recovery are taken.
+ */
+static int postcopy_minor_map(MigrationIncomingState *mis, RAMBlock *rb,
+                              void *host, uint64_t length)
+{
+    size_t pagesize = qemu_ram_pagesize(rb);
+    uint64_t done = 0, off;
+    ram_addr_t offset;
+    int ret = 0;
+
+    while (done < length) {
+        struct uffdio_continue cont = {
+            .range = { .start = (uintptr_t)host + done,
+                       .len = length - done },
+        };
+        uint64_t mapped;
+
+        ret = ioctl(mis->userfault_fd, UFFDIO_CONTINUE, &cont) ? -errno : 0;
+        stat64_add(&mis->postcopy_continue_calls, 1);
+        /* On a failure, .mapped is what was mapped before it, or -errno */
+        mapped = ret ? MAX(cont.mapped, 0) : length - done;
+        if (!mapped) {
+            break;
+        }
+        trace_postcopy_place_run_minor(qemu_ram_get_idstr(rb),
+                                       qemu_ram_block_host_offset(rb, host) +
+                                       done, mapped);
+        ret = postcopy_minor_mapped(mis, rb, host + done, mapped);
+        if (ret) {
+            return ret;
+        }
+        done += mapped;
+    }
+    if (done == length) {
+        return 0;
+    }
+    offset = qemu_ram_block_host_offset(rb, host) + done;
+    if (ret == -EEXIST) {
+        error_report("postcopy: page of RAM block %s at offset 0x"
+                     RAM_ADDR_FMT " was mapped before it arrived",
+                     qemu_ram_get_idstr(rb), offset);
+        return ret;
+    }
+    error_report("postcopy: cannot map page of RAM block %s at offset 0x"
+                 RAM_ADDR_FMT ": %s", qemu_ram_get_idstr(rb), offset,
+                 strerror(-ret));
+    for (off = offset; off < offset + length - done; off += pagesize) {
+        clear_bit_atomic(off / pagesize, rb->postcopy_claimmap);
+    }
+    return ret;
+}
+
+int postcopy_minor_flush(MigrationIncomingState *mis, PostcopyTmpPage *tmp)
+{
+    uint64_t length = tmp->run_len;
+
+    tmp->run_len = 0;
+    return length ? postcopy_minor_map(mis, tmp->run_block, tmp->run_host,
+                                       length) : 0;
+}
+
 int postcopy_minor_place_page(MigrationIncomingState *mis, void *host,
-                              void *from, RAMBlock *rb)
+                              void *from, RAMBlock *rb, PostcopyTmpPage *tmp)
 {
     size_t pagesize = qemu_ram_pagesize(rb);
     ram_addr_t offset = qemu_ram_block_host_offset(rb, host);
@@ -279,6 +390,15 @@ int postcopy_minor_place_page(MigrationIncomingState *mis, void *host,
     unsigned long *word = &rb->postcopy_claimmap[BIT_WORD(nr)];
     int ret;
 
+    /* A run that this page does not extend is mapped first */
+    if (tmp && tmp->run_len &&
+        (tmp->run_block != rb || tmp->run_host + tmp->run_len != host ||
+         tmp->run_len + pagesize > MINOR_RUN_MAX)) {
+        ret = postcopy_minor_flush(mis, tmp);
+        if (ret) {
+            return ret;
+        }
+    }
     /* Before anything is written: see the top of this file */
     if ((qatomic_fetch_or(word, BIT_MASK(nr)) & BIT_MASK(nr)) ||
         ramblock_recv_bitmap_test_byte_offset(rb, offset)) {
@@ -296,7 +416,8 @@ int postcopy_minor_place_page(MigrationIncomingState *mis, void *host,
             stat64_add(&mis->postcopy_copied, 1);
             trace_postcopy_place_page_minor_copy(qemu_ram_get_idstr(rb),
                                                  offset, !from);
-            return 0;
+            trace_postcopy_place_page(host);
+            return postcopy_notify_shared_wake(rb, offset);
         }
         if (ret != -EEXIST) {
             error_report("postcopy: cannot place page of RAM block %s at "
@@ -328,27 +449,17 @@ int postcopy_minor_place_page(MigrationIncomingState *mis, void *host,
     } else {
         memset(rb->postcopy_alias + offset, 0, pagesize);
     }
-    ret = uffd_continue(mis->userfault_fd, host, pagesize, false);
-    if (ret == -EEXIST) {
-        error_report("postcopy: page of RAM block %s at offset 0x"
-                     RAM_ADDR_FMT " was mapped before it arrived",
-                     qemu_ram_get_idstr(rb), offset);
-        return ret;
-    }
-    if (ret) {
-        error_report("postcopy: cannot map page of RAM block %s at offset "
-                     "0x" RAM_ADDR_FMT ": %s", qemu_ram_get_idstr(rb),
-                     offset, strerror(-ret));
-        /* Not placed: a copy sent again after recovery must be taken */
-        clear_bit_atomic(nr, rb->postcopy_claimmap);
-        return ret;
-    }
-    WITH_QEMU_LOCK_GUARD(&mis->page_request_mutex) {
-        postcopy_page_placed_locked(mis, host, pagesize, rb);
-    }
-    stat64_add(&mis->postcopy_continued, 1);
     trace_postcopy_place_page_minor(qemu_ram_get_idstr(rb), offset, !from);
-    return 0;
+    if (tmp) {
+        /* Mapped with the pages around it, by postcopy_minor_flush() */
+        if (!tmp->run_len) {
+            tmp->run_block = rb;
+            tmp->run_host = host;
+        }
+        tmp->run_len += pagesize;
+        return 0;
+    }
+    return postcopy_minor_map(mis, rb, host, pagesize);
 }
 
 int postcopy_minor_resolve_fault(MigrationIncomingState *mis, RAMBlock *rb,

@@ -25,9 +25,16 @@ void postcopy_minor_alias_unmap(RAMBlock *rb);
  */
 void postcopy_minor_registered(RAMBlock *rb, uint64_t ioctls);
 
-/* Place a host page of @rb (zeroes if @from is NULL) */
+/*
+ * Place a host page of @rb (zeroes if @from is NULL).  With @tmp, a page
+ * written through the alias joins the run of pages in @tmp that
+ * postcopy_minor_flush() maps, once the caller can no longer add to it.
+ */
 int postcopy_minor_place_page(MigrationIncomingState *mis, void *host,
-                              void *from, RAMBlock *rb);
+                              void *from, RAMBlock *rb, PostcopyTmpPage *tmp);
+
+/* Map the run of pages in @tmp with as few UFFDIO_CONTINUE as possible */
+int postcopy_minor_flush(MigrationIncomingState *mis, PostcopyTmpPage *tmp);
 
 /*
  * A minor fault on @offset of @rb: 1 if the page had been received and

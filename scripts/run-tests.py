@@ -94,7 +94,7 @@ STREAM = ("postcopy stream", "migration-test",
           [MIG + "postcopy/stream/" + p + "/" + t for p in ("copy", "minor")
            for t in ("valid", "discard-outside", "discard-at-end",
                      "discard-across-end", "discard-misaligned",
-                     "discard-wrap", "page-twice")])
+                     "discard-wrap", "page-twice", "run-held")])
 PROJECT.append(STREAM)
 # What runs inside the nested VM (scripts/check-vm.sh): the tests without
 # a guest CPU that need that kernel's userfaultfd for guest_memfd, and of

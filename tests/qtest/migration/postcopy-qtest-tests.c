@@ -723,6 +723,21 @@ static void pq_run(PQArgs *a)
             if (a->rewrite) {
                 g_assert_cmpuint(continued, >=,
                                  PQ_REWRITE_PAGES * PQ_PAGE / pagesize);
+                /*
+                 * The rewritten pages come in runs on the stream: 4 KiB
+                 * ones are mapped a run at a time, as many pages as the
+                 * destination had received (about 7 here, fewer where
+                 * the stream trickles in), huge ones one by one
+                 */
+                g_test_message("%" PRIu64 " UFFDIO_CONTINUE calls",
+                               pq_placement(to, "continue-calls"));
+                if (a->hugetlb) {
+                    g_assert_cmpuint(pq_placement(to, "continue-calls"), ==,
+                                     continued);
+                } else {
+                    g_assert_cmpuint(pq_placement(to, "continue-calls"), <,
+                                     continued);
+                }
             } else if (a->postcopy_bandwidth && !a->hugetlb) {
                 g_assert_cmpuint(continued, >, 0);
             }

@@ -103,6 +103,7 @@ typedef enum {
     PS_DISCARD_MISALIGNED,
     PS_DISCARD_WRAP,
     PS_PAGE_TWICE,
+    PS_RUN_HELD,
 } PSCase;
 
 typedef struct {
@@ -209,14 +210,16 @@ static void ps_fill(uint8_t *page, uint64_t off, bool second)
     }
 }
 
-/* A "ram" section part with @n pages from @off, as ram_save_iterate() */
-static void ps_put_pages(GByteArray *s, uint64_t off, int n, bool second)
+/*
+ * The records of @n pages from @off, in a "ram" section part that
+ * ps_put_pages() or the caller opens and ends
+ */
+static void ps_put_page_records(GByteArray *s, uint64_t off, int n,
+                                bool second)
 {
     uint8_t page[PS_PAGE];
     int i;
 
-    ps_put8(s, PS_VM_SECTION_PART);
-    ps_put32(s, PS_SECTION_ID);
     for (i = 0; i < n; i++) {
         uint64_t o = off + (uint64_t)i * PS_PAGE;
 
@@ -229,6 +232,14 @@ static void ps_put_pages(GByteArray *s, uint64_t off, int n, bool second)
         ps_fill(page, o, second);
         g_byte_array_append(s, page, PS_PAGE);
     }
+}
+
+/* A "ram" section part with @n pages from @off, as ram_save_iterate() */
+static void ps_put_pages(GByteArray *s, uint64_t off, int n, bool second)
+{
+    ps_put8(s, PS_VM_SECTION_PART);
+    ps_put32(s, PS_SECTION_ID);
+    ps_put_page_records(s, off, n, second);
     ps_put64(s, PS_RAM_EOS);
     ps_put_footer(s);
 }
@@ -510,8 +521,11 @@ static void ps_assert_no_sanitizer_report(const char *log)
     }
 }
 
-/* What was sent is there; qtest reads through QEMU's own mapping */
-static void ps_check_pages(QTestState *to, uint64_t off, int n)
+/*
+ * What was sent (the second time, if @second) is there; qtest reads
+ * through QEMU's own mapping
+ */
+static void ps_check_sent(QTestState *to, uint64_t off, int n, bool second)
 {
     uint8_t got[PS_PAGE], want[PS_PAGE];
     int i;
@@ -521,13 +535,70 @@ static void ps_check_pages(QTestState *to, uint64_t off, int n)
 
         /* The block is all of RAM, below 4 GiB: GPA = offset */
         qtest_memread(to, o, got, PS_PAGE);
-        ps_fill(want, o, false);
+        ps_fill(want, o, second);
         if (memcmp(got, want, PS_PAGE)) {
             g_test_message("page at offset 0x%" PRIx64 " is not what was "
-                           "sent first", o);
+                           "sent %s", o, second ? "second" : "first");
             g_assert_not_reached();
         }
     }
+}
+
+static void ps_check_pages(QTestState *to, uint64_t off, int n)
+{
+    ps_check_sent(to, off, n, false);
+}
+
+static uint64_t ps_placement(QTestState *to, const char *name)
+{
+    QDict *rsp = qtest_qmp_assert_success_ref(to,
+                                              "{ 'execute': 'query-migrate' }");
+    QDict *p = qdict_get_qdict(rsp, "postcopy-placement");
+    uint64_t v = qdict_get_uint(p, name);
+
+    qobject_unref(rsp);
+    return v;
+}
+
+/*
+ * PS_RUN_HELD: PS_RUN_PAGES pages are received in precopy and discarded,
+ * so that they stay in the page cache with minor placement, then sent
+ * again in postcopy, and the stream stops in the middle of the section
+ * that carries them: no end of section, nothing more.  The pages must be
+ * readable on the destination while its listen thread waits for more:
+ * minor placement, which maps runs of such pages with one
+ * UFFDIO_CONTINUE, must have mapped them before that wait.  Only then
+ * does the stream go on to its end.
+ */
+#define PS_RUN_OFF      (40 * 1024 * 1024)
+#define PS_RUN_PAGES    6
+
+static void ps_run_held(QTestState *to, int fd, GByteArray *s, bool minor,
+                        const char *log)
+{
+    ps_put8(s, PS_VM_SECTION_PART);
+    ps_put32(s, PS_SECTION_ID);
+    ps_put_page_records(s, PS_RUN_OFF, PS_RUN_PAGES, true);
+    g_assert(ps_send(fd, s));
+    /* Hangs if the pages wait for more of the stream to be mapped */
+    ps_check_sent(to, PS_RUN_OFF, PS_RUN_PAGES, true);
+    if (minor) {
+        uint64_t calls = ps_placement(to, "continue-calls");
+
+        g_test_message("%" PRIu64 " pages placed with UFFDIO_CONTINUE, in %"
+                       PRIu64 " calls", ps_placement(to, "continued"), calls);
+        g_assert_cmpuint(ps_placement(to, "continued"), ==, PS_RUN_PAGES);
+        /* One run, unless it arrived in pieces */
+        g_assert_cmpuint(calls, <, PS_RUN_PAGES);
+    } else {
+        g_assert_cmpuint(ps_placement(to, "continued"), ==, 0);
+    }
+    ps_put64(s, PS_RAM_EOS);
+    ps_put_footer(s);
+    ps_put8(s, PS_VM_EOF);
+    g_assert(ps_send(fd, s));
+    ps_wait_status(to, "completed", log);
+    ps_check_sent(to, PS_RUN_OFF, PS_RUN_PAGES, true);
 }
 
 static void ps_run(const PSArgs *a)
@@ -583,6 +654,10 @@ static void ps_run(const PSArgs *a)
     case PS_VALID:
     case PS_PAGE_TWICE:
         break;
+    case PS_RUN_HELD:
+        ps_put_pages(s, PS_RUN_OFF, PS_RUN_PAGES, false);
+        ps_put_discard(s, PS_RUN_OFF, PS_RUN_PAGES * PS_PAGE);
+        break;
     }
 
     if (length) {
@@ -611,6 +686,8 @@ static void ps_run(const PSArgs *a)
             ps_put8(s, PS_VM_EOF);
             g_assert(ps_send(fd, s));
             ps_wait_status(to, "completed", log);
+        } else if (a->kind == PS_RUN_HELD) {
+            ps_run_held(to, fd, s, a->minor, log);
         } else {
             ps_put_pages(s, PS_POSTCOPY_OFF, 1, true);
             ps_send(fd, s);
@@ -648,6 +725,7 @@ PS_TEST(copy_across_end, .kind = PS_DISCARD_ACROSS_END)
 PS_TEST(copy_misaligned, .kind = PS_DISCARD_MISALIGNED)
 PS_TEST(copy_wrap, .kind = PS_DISCARD_WRAP)
 PS_TEST(copy_twice, .kind = PS_PAGE_TWICE)
+PS_TEST(copy_run_held, .kind = PS_RUN_HELD)
 PS_TEST(minor_valid, .minor = true, .kind = PS_VALID)
 PS_TEST(minor_outside, .minor = true, .kind = PS_DISCARD_OUTSIDE)
 PS_TEST(minor_at_end, .minor = true, .kind = PS_DISCARD_AT_END)
@@ -655,6 +733,7 @@ PS_TEST(minor_across_end, .minor = true, .kind = PS_DISCARD_ACROSS_END)
 PS_TEST(minor_misaligned, .minor = true, .kind = PS_DISCARD_MISALIGNED)
 PS_TEST(minor_wrap, .minor = true, .kind = PS_DISCARD_WRAP)
 PS_TEST(minor_twice, .minor = true, .kind = PS_PAGE_TWICE)
+PS_TEST(minor_run_held, .minor = true, .kind = PS_RUN_HELD)
 
 void migration_test_add_postcopy_stream(MigrationTestEnv *env)
 {
@@ -669,6 +748,7 @@ void migration_test_add_postcopy_stream(MigrationTestEnv *env)
         { "copy/discard-misaligned", test_ps_copy_misaligned },
         { "copy/discard-wrap", test_ps_copy_wrap },
         { "copy/page-twice", test_ps_copy_twice },
+        { "copy/run-held", test_ps_copy_run_held },
         { "minor/valid", test_ps_minor_valid },
         { "minor/discard-outside", test_ps_minor_outside },
         { "minor/discard-at-end", test_ps_minor_at_end },
@@ -676,6 +756,7 @@ void migration_test_add_postcopy_stream(MigrationTestEnv *env)
         { "minor/discard-misaligned", test_ps_minor_misaligned },
         { "minor/discard-wrap", test_ps_minor_wrap },
         { "minor/page-twice", test_ps_minor_twice },
+        { "minor/run-held", test_ps_minor_run_held },
     };
     size_t i;
 
