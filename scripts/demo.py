@@ -33,6 +33,18 @@ BOOTBLOCK_H = os.path.join(CACHE, "qemu", "tests", "qtest", "migration",
 RAM = "150M"
 
 
+# gmem-probe's exit statuses for which memory-backend-guest-memfd cannot
+# start at all: no usable /dev/kvm (2), no guest_memfd MMAP|INIT_SHARED (3)
+PROBE_NO_BACKEND = (2, 3)
+
+
+def probe_reason():
+    """gmem-probe --reason: (exit status, the one-line reason)"""
+    probe = subprocess.run([PROBE, "--reason"], capture_output=True,
+                           text=True)
+    return probe.returncode, probe.stdout.strip()
+
+
 class QMP:
     def __init__(self, path, timeout=30):
         deadline = time.monotonic() + timeout
@@ -311,11 +323,10 @@ def main():
     no_backend = None
     if os.path.exists(PROBE):
         subprocess.run([PROBE])
-        probe = subprocess.run([PROBE, "--reason"], capture_output=True,
-                               text=True)
-        gmem_uffd = probe.returncode == 0
-        if probe.returncode in (2, 3):
-            no_backend = probe.stdout.strip()
+        status, reason = probe_reason()
+        gmem_uffd = status == 0
+        if status in PROBE_NO_BACKEND:
+            no_backend = reason
     else:
         say("    gmem-probe is not built; asking QEMU instead")
     work = tempfile.mkdtemp(prefix="qemu-gmem-demo-")

@@ -359,10 +359,9 @@ def gmem_backend_missing():
     /dev/kvm, or KVM without guest_memfd MMAP|INIT_SHARED), or None.
     A kernel that only refuses userfaultfd on guest_memfd is left to the
     destination, whose refusal the variant then reports."""
-    probe = subprocess.run([demo.PROBE, "--reason"], capture_output=True,
-                           text=True)
-    if probe.returncode in (2, 3):
-        return "the backend cannot start: " + probe.stdout.strip()
+    status, reason = demo.probe_reason()
+    if status in demo.PROBE_NO_BACKEND:
+        return "the backend cannot start: " + reason
     return None
 
 
