@@ -487,20 +487,6 @@ static uint64_t pq_latency_samples(QTestState *to)
     return n;
 }
 
-/* One counter of the destination's query-migrate postcopy-placement */
-static uint64_t pq_placement(QTestState *to, const char *name)
-{
-    QDict *rsp = qtest_qmp_assert_success_ref(to,
-                                               "{ 'execute': 'query-migrate' }");
-    QDict *placement = qdict_get_qdict(rsp, "postcopy-placement");
-    uint64_t n;
-
-    g_assert(placement);
-    n = qdict_get_uint(placement, name);
-    qobject_unref(rsp);
-    return n;
-}
-
 /*
  * The second mapping that minor placement writes pages through must have
  * the attributes of the block's own: its memory policy (the block is
@@ -711,14 +697,15 @@ static void pq_run(PQArgs *a)
     {
         uint64_t pagesize = a->hugetlb ? 2 * 1024 * 1024 : PQ_PAGE;
         uint64_t pages = (PQ_END - PQ_START) / pagesize;
-        uint64_t continued = pq_placement(to, "continued");
-        uint64_t copied = pq_placement(to, "copied");
+        uint64_t continued = read_postcopy_placement(to, "continued");
+        uint64_t calls = read_postcopy_placement(to, "continue-calls");
+        uint64_t copied = read_postcopy_placement(to, "copied");
 
         g_test_message("placed: %" PRIu64 " with UFFDIO_COPY, %" PRIu64
                        " with UFFDIO_CONTINUE, %" PRIu64 " minor faults, %"
                        PRIu64 " bytes discarded", copied, continued,
-                       pq_placement(to, "minor-faults"),
-                       pq_placement(to, "discarded"));
+                       read_postcopy_placement(to, "minor-faults"),
+                       read_postcopy_placement(to, "discarded"));
         if (a->minor_cap || a->mem_type == MEM_TYPE_GUEST_MEMFD) {
             if (a->rewrite) {
                 g_assert_cmpuint(continued, >=,
@@ -729,14 +716,11 @@ static void pq_run(PQArgs *a)
                  * destination had received (about 7 here, fewer where
                  * the stream trickles in), huge ones one by one
                  */
-                g_test_message("%" PRIu64 " UFFDIO_CONTINUE calls",
-                               pq_placement(to, "continue-calls"));
+                g_test_message("%" PRIu64 " UFFDIO_CONTINUE calls", calls);
                 if (a->hugetlb) {
-                    g_assert_cmpuint(pq_placement(to, "continue-calls"), ==,
-                                     continued);
+                    g_assert_cmpuint(calls, ==, continued);
                 } else {
-                    g_assert_cmpuint(pq_placement(to, "continue-calls"), <,
-                                     continued);
+                    g_assert_cmpuint(calls, <, continued);
                 }
             } else if (a->postcopy_bandwidth && !a->hugetlb) {
                 g_assert_cmpuint(continued, >, 0);
@@ -748,7 +732,7 @@ static void pq_run(PQArgs *a)
         }
         /* Every rewritten page had been received, and was discarded */
         if (a->rewrite) {
-            g_assert_cmpuint(pq_placement(to, "discarded"), >=,
+            g_assert_cmpuint(read_postcopy_placement(to, "discarded"), >=,
                              PQ_REWRITE_PAGES * PQ_PAGE);
         }
     }
@@ -1178,8 +1162,8 @@ static void pq_run_vmem(PQArgs *a, bool precopy)
         g_assert_cmpint(read_ram_property_int(from, "postcopy-requests"),
                         ==, 0);
     } else {
-        uint64_t continued = pq_placement(to, "continued");
-        uint64_t copied = pq_placement(to, "copied");
+        uint64_t continued = read_postcopy_placement(to, "continued");
+        uint64_t copied = read_postcopy_placement(to, "copied");
 
         g_test_message("placed: %" PRIu64 " with UFFDIO_COPY, %" PRIu64
                        " with UFFDIO_CONTINUE", copied, continued);

@@ -549,17 +549,6 @@ static void ps_check_pages(QTestState *to, uint64_t off, int n)
     ps_check_sent(to, off, n, false);
 }
 
-static uint64_t ps_placement(QTestState *to, const char *name)
-{
-    QDict *rsp = qtest_qmp_assert_success_ref(to,
-                                              "{ 'execute': 'query-migrate' }");
-    QDict *p = qdict_get_qdict(rsp, "postcopy-placement");
-    uint64_t v = qdict_get_uint(p, name);
-
-    qobject_unref(rsp);
-    return v;
-}
-
 /*
  * PS_RUN_HELD: PS_RUN_PAGES pages are received in precopy and discarded,
  * so that they stay in the page cache with minor placement, then sent
@@ -583,15 +572,16 @@ static void ps_run_held(QTestState *to, int fd, GByteArray *s, bool minor,
     /* Hangs if the pages wait for more of the stream to be mapped */
     ps_check_sent(to, PS_RUN_OFF, PS_RUN_PAGES, true);
     if (minor) {
-        uint64_t calls = ps_placement(to, "continue-calls");
+        uint64_t calls = read_postcopy_placement(to, "continue-calls");
+        uint64_t continued = read_postcopy_placement(to, "continued");
 
         g_test_message("%" PRIu64 " pages placed with UFFDIO_CONTINUE, in %"
-                       PRIu64 " calls", ps_placement(to, "continued"), calls);
-        g_assert_cmpuint(ps_placement(to, "continued"), ==, PS_RUN_PAGES);
+                       PRIu64 " calls", continued, calls);
+        g_assert_cmpuint(continued, ==, PS_RUN_PAGES);
         /* One run, unless it arrived in pieces */
         g_assert_cmpuint(calls, <, PS_RUN_PAGES);
     } else {
-        g_assert_cmpuint(ps_placement(to, "continued"), ==, 0);
+        g_assert_cmpuint(read_postcopy_placement(to, "continued"), ==, 0);
     }
     ps_put64(s, PS_RAM_EOS);
     ps_put_footer(s);
