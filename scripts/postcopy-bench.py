@@ -6,7 +6,8 @@ Migrates one guest over loopback with postcopy, for anonymous RAM
 (upstream UFFDIO_COPY path), memfd (upstream UFFDIO_COPY path), memfd with
 minor placement (x-postcopy-minor: alias fill + UFFDIO_CONTINUE, the
 guest_memfd path) and guest_memfd where the kernel supports it.  Variants
-are interleaved, --runs times each, and for each the median of QEMU's own
+are interleaved, --runs times each (every other time in reverse order: use
+an even --runs), and for each the median of QEMU's own
 numbers is printed: total migration time, postcopy blocktime, mean page
 request latency, and the p99 bucket of the page request latency
 distribution; plus the ratio of minor placement (and of guest_memfd,
@@ -368,7 +369,10 @@ def gmem_backend_missing():
 def run_interleaved(args, variants, migrate, keys):
     """Migrate every variant --runs times, the variants interleaved, with
     migrate(work, name, backend, minor, qemu) -> (ok, report or refusal);
-    (reports by variant name, refusals by variant name)"""
+    (reports by variant name, refusals by variant name).  Every other run
+    goes through the variants in reverse order, so that none always runs
+    first or right after another: on these machines a run is faster or
+    slower for what ran just before it."""
     import tempfile
     work = tempfile.mkdtemp(prefix="qemu-gmem-bench-")
     results = {v[0]: [] for v in variants}
@@ -377,7 +381,8 @@ def run_interleaved(args, variants, migrate, keys):
     if no_gmem:
         skipped = {v[0]: no_gmem for v in variants if "guest-memfd" in v[1]}
     for run in range(args.runs):
-        for name, backend, minor, qemu in variants:
+        for name, backend, minor, qemu in (variants if run % 2 == 0
+                                           else variants[::-1]):
             if name in skipped:
                 continue
             demo.say(f"run {run + 1}/{args.runs}: {name}")
@@ -598,7 +603,7 @@ def main():
             row[key] = statistics.median(vals) if vals else None
         med[name] = row
         demo.say(f"{name:26}" + "".join(
-            f"{row[k] if row[k] is not None else '-':>14}" for k, _ in keys))
+            f"{number(row[k]):>14}" for k, _ in keys))
     demo.say()
     demo.say("target: minor placement and guest_memfd at or below 1.0 of "
              "memfd UFFDIO_COPY")
