@@ -59,12 +59,11 @@
  * which allocates, fills and maps it in one call, as for any other block.
  * Only pages that may be in the page cache go through the alias, marked
  * in rb->postcopy_cachedmap: those received during precopy and then
- * discarded, which postcopy_minor_discard() keeps, and those the fault
- * thread allocated for a request (postcopy_minor_prefault()).
- * UFFDIO_COPY on a page that is in the page cache fails with EEXIST and
- * changes nothing; the page is then placed through the alias, once
- * /proc/self/pagemap has shown that it is not mapped, since no page is
- * mapped before it is placed.
+ * discarded, which postcopy_minor_discard() keeps.  UFFDIO_COPY on a
+ * page that is in the page cache fails with EEXIST and changes nothing;
+ * the page is then placed through the alias, once /proc/self/pagemap has
+ * shown that it is not mapped, since no page is mapped before it is
+ * placed.
  */
 
 #include "qemu/osdep.h"
@@ -511,24 +510,6 @@ int postcopy_minor_discard(RAMBlock *rb, uint64_t start, size_t length)
         return ram_block_discard_range(rb, start, length);
     }
     return 0;
-}
-
-void postcopy_minor_prefault(RAMBlock *rb, ram_addr_t offset)
-{
-    size_t pagesize = qemu_ram_pagesize(rb);
-    int err = 0;
-
-    if (pagesize != qemu_real_host_page_size()) {
-        return;
-    }
-    /* Before it can be: its placement must not use UFFDIO_COPY */
-    set_bit_atomic(offset / pagesize, rb->postcopy_cachedmap);
-    if (qemu_madvise(rb->postcopy_alias + offset, pagesize,
-                     QEMU_MADV_POPULATE_WRITE)) {
-        /* Only a missed optimisation (e.g. Linux before 5.14) */
-        err = errno;
-    }
-    trace_postcopy_ram_fault_prefault(qemu_ram_get_idstr(rb), offset, err);
 }
 
 #else

@@ -47,7 +47,4 @@ int postcopy_minor_resolve_fault(MigrationIncomingState *mis, RAMBlock *rb,
 /* Discard a range of a block with an alias, from a postcopy discard */
 int postcopy_minor_discard(RAMBlock *rb, uint64_t start, size_t length);
 
-/* Allocate a page that was just requested in the page cache */
-void postcopy_minor_prefault(RAMBlock *rb, ram_addr_t offset);
-
 #endif

@@ -15,7 +15,8 @@ first of these groups whose function appears in its kernel call chain:
                   system call's entry included (the placing threads make
                   no other ioctl)
   alias fault     a page fault or madvise(2) (minor placement's
-                  writes through the alias, the fault thread's populate)
+                  writes through the alias, and its populate of the
+                  alias ahead of them)
   socket receive  recvmsg and the TCP receive path
   other syscall   any other system call (the source's sendmsg, say)
   user space      the rest
