@@ -492,13 +492,13 @@ static uint64_t pq_latency_samples(QTestState *to)
 }
 
 /*
- * The mappings of the destination registered with userfaultfd for minor
- * faults ("ui" in the VmFlags of /proc/PID/smaps), during postcopy.  A
- * minor placement block that has never held a page places every page
- * with UFFDIO_COPY, as any other block: this is what shows that it was
- * set up for minor placement all the same.
+ * During postcopy, some mapping of the destination is registered with
+ * userfaultfd for minor faults ("ui" in the VmFlags of /proc/PID/smaps)
+ * if @minor, none if not.  A minor placement block that has never held a
+ * page places every page with UFFDIO_COPY, as any other block: this is
+ * what shows that it was set up for minor placement all the same.
  */
-static int pq_minor_registered(QTestState *to)
+static void pq_check_minor_registered(QTestState *to, bool minor)
 {
     g_autofree char *path = g_strdup_printf("/proc/%d/smaps", qtest_pid(to));
     g_autofree char *smaps = NULL;
@@ -514,7 +514,11 @@ static int pq_minor_registered(QTestState *to)
             n++;
         }
     }
-    return n;
+    if (minor) {
+        g_assert_cmpint(n, >, 0);
+    } else {
+        g_assert_cmpint(n, ==, 0);
+    }
 }
 
 /*
@@ -664,12 +668,10 @@ static void pq_run(PQArgs *a)
      */
     if (a->postcopy_bandwidth) {
         wait_for_migration_status(to, "postcopy-active", NULL);
-        if (a->minor_cap || a->mem_type == MEM_TYPE_GUEST_MEMFD ||
-            (a->dimm && a->dimm_mem_type == MEM_TYPE_GUEST_MEMFD)) {
-            g_assert_cmpint(pq_minor_registered(to), >, 0);
-        } else {
-            g_assert_cmpint(pq_minor_registered(to), ==, 0);
-        }
+        pq_check_minor_registered(to, a->minor_cap ||
+                                  a->mem_type == MEM_TYPE_GUEST_MEMFD ||
+                                  (a->dimm && a->dimm_mem_type ==
+                                   MEM_TYPE_GUEST_MEMFD));
     }
     if (a->bind) {
         wait_for_migration_status(to, "postcopy-active", NULL);
@@ -1158,11 +1160,8 @@ static void pq_run_vmem(PQArgs *a, bool precopy)
                                  "{ 'execute': 'migrate-start-postcopy' }");
         wait_for_migration_status(from, "postcopy-active", NULL);
         wait_for_migration_status(to, "postcopy-active", NULL);
-        if (a->minor_cap || a->vmem_mem_type == MEM_TYPE_GUEST_MEMFD) {
-            g_assert_cmpint(pq_minor_registered(to), >, 0);
-        } else {
-            g_assert_cmpint(pq_minor_registered(to), ==, 0);
-        }
+        pq_check_minor_registered(to, a->minor_cap ||
+                                  a->vmem_mem_type == MEM_TYPE_GUEST_MEMFD);
         /* The plugged pages, in a random order, faulting */
         order = g_new(uint64_t, plugged_pages);
         for (i = 0; i < PQ_VMEM_BLOCKS * PQ_VMEM_BLOCK_PAGES; i++) {
