@@ -6,9 +6,8 @@ Migrates one guest over loopback with postcopy, for anonymous RAM
 (upstream UFFDIO_COPY path), memfd (upstream UFFDIO_COPY path), memfd with
 minor placement (x-postcopy-minor: alias fill + UFFDIO_CONTINUE, the
 guest_memfd path) and guest_memfd where the kernel supports it.  Variants
-are interleaved, --runs times each (every other time in reverse order: use
-an even --runs), and for each the median of QEMU's own
-numbers is printed: total migration time, postcopy blocktime, mean page
+are interleaved, --runs times each (each round in an order of its own,
+shuffled), and for each the median of QEMU's own numbers is printed: total migration time, postcopy blocktime, mean page
 request latency, and the p99 bucket of the page request latency
 distribution; plus the ratio of minor placement (and of guest_memfd,
 where it ran) to the upstream memfd path, both as the ratio of the
@@ -37,6 +36,7 @@ one read, and how many reads took longer than 5 ms.
 
 import argparse
 import base64
+import math
 import os
 import random
 import socket
@@ -369,10 +369,11 @@ def gmem_backend_missing():
 def run_interleaved(args, variants, migrate, keys):
     """Migrate every variant --runs times, the variants interleaved, with
     migrate(work, name, backend, minor, qemu) -> (ok, report or refusal);
-    (reports by variant name, refusals by variant name).  Every other run
-    goes through the variants in reverse order, so that none always runs
-    first or right after another: on these machines a run is faster or
-    slower for what ran just before it."""
+    (reports by variant name, refusals by variant name).  Each round runs
+    the variants in an order of its own, shuffled (the same orders every
+    time the script runs), so that none always runs first or right after
+    another: on these machines a run is faster or slower for what ran
+    just before it."""
     import tempfile
     work = tempfile.mkdtemp(prefix="qemu-gmem-bench-")
     results = {v[0]: [] for v in variants}
@@ -381,8 +382,9 @@ def run_interleaved(args, variants, migrate, keys):
     if no_gmem:
         skipped = {v[0]: no_gmem for v in variants if "guest-memfd" in v[1]}
     for run in range(args.runs):
-        for name, backend, minor, qemu in (variants if run % 2 == 0
-                                           else variants[::-1]):
+        order = list(variants)
+        random.Random(0x0de7 + run).shuffle(order)
+        for name, backend, minor, qemu in order:
             if name in skipped:
                 continue
             demo.say(f"run {run + 1}/{args.runs}: {name}")
@@ -398,16 +400,49 @@ def run_interleaved(args, variants, migrate, keys):
 
 def paired(results, name, base, key):
     """The ratios name/base of key, run by run (runs are interleaved, so
-    run i of two variants ran close together): '1.03 (0.98-1.10)', the
-    median and the range, or None.  On a noisy machine this says more
-    than the ratio of the medians."""
+    run i of two variants ran close together): '1.03 (0.98-1.10), 7 of
+    12 above 1', the median, the range and how many are above 1, or
+    None.  On a noisy machine this says more than the ratio of the
+    medians."""
     ratios = [a[key] / b[key]
               for a, b in zip(results.get(name, []), results.get(base, []))
               if a.get(key) and b.get(key)]
     if not ratios:
         return None
     return (f"{statistics.median(ratios):.2f} "
-            f"({min(ratios):.2f}-{max(ratios):.2f})")
+            f"({min(ratios):.2f}-{max(ratios):.2f}), "
+            f"{sum(r > 1 for r in ratios)} of {len(ratios)} above 1")
+
+
+def geomean(ratios):
+    """'0.98 (0.96-1.01), 7 of 20 above 1': the geometric mean of
+    ratios, an interval of about 95% around it (normal approximation,
+    so for 10 or more ratios) and how many are above 1"""
+    logs = [math.log(r) for r in ratios]
+    mean = statistics.mean(logs)
+    half = 1.96 * statistics.stdev(logs) / math.sqrt(len(logs))
+    return (f"{math.exp(mean):.3f} ({math.exp(mean - half):.3f}-"
+            f"{math.exp(mean + half):.3f}), "
+            f"{sum(r > 1 for r in ratios)} of {len(ratios)} above 1")
+
+
+def pooled(results, name, base, key):
+    """With --compare naming the same build, each round ran name and base
+    twice, once per copy: (name over base, copy B over copy A) run by run,
+    each the geometric mean of the round's two ratios, summed up by
+    geomean(); None where fewer than two rounds have all four runs"""
+    runs = [results.get(v, []) for v in (name, base, "B " + name,
+                                         "B " + base)]
+    ratio, aa = [], []
+    for na, ba, nb, bb in zip(*runs):
+        vals = [r.get(key) for r in (na, ba, nb, bb)]
+        if not all(vals):
+            continue
+        ratio.append(math.sqrt(vals[0] * vals[2] / (vals[1] * vals[3])))
+        aa.append(math.sqrt(vals[2] * vals[3] / (vals[0] * vals[1])))
+    if len(ratio) < 2:
+        return None
+    return geomean(ratio), geomean(aa)
 
 
 def spread(results, name, key):
@@ -424,14 +459,27 @@ COMPARISONS = [
      "guest_memfd / memfd UFFDIO_COPY, this build"),
     ("memfd (UFFDIO_COPY)", "B memfd minor placement",
      "minor placement on B / memfd UFFDIO_COPY, this build"),
+    ("B memfd (UFFDIO_COPY)", "B memfd minor placement",
+     "minor placement / memfd UFFDIO_COPY, B"),
     ("memfd minor placement", "B memfd minor placement",
      "minor placement on B / on this build"),
+    ("memfd (UFFDIO_COPY)", "B memfd (UFFDIO_COPY)",
+     "memfd UFFDIO_COPY on B / on this build"),
     ("stock memfd (UFFDIO_COPY)", "memfd (UFFDIO_COPY)",
      "memfd UFFDIO_COPY, this build / stock QEMU"),
     ("stock memfd (UFFDIO_COPY)", "memfd minor placement",
      "minor placement, this build / memfd UFFDIO_COPY, stock QEMU"),
     ("stock memfd (UFFDIO_COPY)", "guest_memfd (minor)",
      "guest_memfd, this build / memfd UFFDIO_COPY, stock QEMU"),
+]
+
+
+# (base, variant, what): pooled over both copies where --compare ran them
+POOLED = [
+    ("memfd (UFFDIO_COPY)", "memfd minor placement",
+     "minor placement / memfd UFFDIO_COPY"),
+    ("memfd (UFFDIO_COPY)", "guest_memfd (minor)",
+     "guest_memfd / memfd UFFDIO_COPY"),
 ]
 
 
@@ -449,6 +497,17 @@ def say_ratios(med, results, keys):
             if a[key] and b[key]:
                 demo.say(f"  {short:14} {a[key] / b[key]:.2f}   "
                          f"{paired(results, name, base, key) or '-'}")
+    for base, name, what in POOLED:
+        if "B " + name not in med or "B " + base not in med:
+            continue
+        demo.say()
+        demo.say(f"{what}, both copies (--compare) pooled, run by run: "
+                 "geometric mean (about 95% interval), next to the A/A, "
+                 "copy B over copy A:")
+        for key, short in keys:
+            both = pooled(results, name, base, key)
+            if both:
+                demo.say(f"  {short:14} {both[0]}   A/A {both[1]}")
 
 
 def number(v):
