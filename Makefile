@@ -9,8 +9,8 @@ S := scripts
 CACHE := $(or $(QEMU_GMEM_CACHE),.cache)
 
 .PHONY: all demo deps qemu tools check check-host check-vm check-vm-uffd \
-        check-vm-uffd-guest check-vm-stock kernel export bench stress \
-        check-asan check-series check-libvirt check-vm-libvirt check-cpr \
+        check-vm-uffd-guest check-vm-stock kernel export bench bench-latency \
+        stress check-asan check-series check-libvirt check-vm-libvirt check-cpr \
         clean
 
 all: demo
@@ -139,6 +139,17 @@ bench: qemu tools
 	$(S)/postcopy-bench.py --runs 5
 	$(S)/postcopy-bench.py --runs 5 --accel tcg
 	$(S)/postcopy-bench.py --qtest --runs 5
+
+# Request latency and blocktime, minor placement against UFFDIO_COPY on
+# memfd, each variant twice per round on this build (an A/A beside the
+# comparison): about 30 minutes
+SAME := $(abspath $(CACHE))/qemu/build/qemu-system-x86_64
+bench-latency: qemu tools
+	$(S)/build-qemu.sh --stock >/dev/null
+	$(S)/postcopy-bench.py --qtest --runs 40 --only memfd --compare $(SAME)
+	$(S)/postcopy-bench.py --runs 16 --only memfd --compare $(SAME)
+	$(S)/postcopy-bench.py --accel tcg --runs 40 --only memfd \
+	    --compare $(SAME)
 
 # CPR of memfd and guest_memfd RAM (about 4 minutes; not in make check)
 check-cpr: qemu tools
