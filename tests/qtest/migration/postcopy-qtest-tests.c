@@ -391,6 +391,24 @@ static bool pq_running(QTestState *qts)
     return running;
 }
 
+/* Wait for a MIGRATION event with @status; a failure fails the test */
+static void pq_wait_event(QTestState *who, const char *status)
+{
+    for (;;) {
+        QDict *rsp = qtest_qmp_eventwait_ref(who, "MIGRATION");
+        QDict *data = qdict_get_qdict(rsp, "data");
+        bool done;
+
+        g_assert(data);
+        g_assert_cmpstr(qdict_get_str(data, "status"), !=, "failed");
+        done = !strcmp(qdict_get_str(data, "status"), status);
+        qobject_unref(rsp);
+        if (done) {
+            return;
+        }
+    }
+}
+
 /*
  * The second reader: dump all of the destination's RAM in a thread.  Not
  * before the destination runs: dump-guest-memory refuses an incoming VM.
@@ -632,6 +650,7 @@ static void pq_run(PQArgs *a)
         dimm_want = pq_dimm_fill_plug(from, a, want, &dimm_addr);
     }
 
+    migrate_set_capability(from, "events", true);
     migrate_set_capability(from, "postcopy-ram", true);
     migrate_set_capability(to, "postcopy-ram", true);
     migrate_set_capability(to, "postcopy-blocktime", true);
@@ -661,7 +680,11 @@ static void pq_run(PQArgs *a)
         pq_rewrite(from, want);
     }
     qtest_qmp_assert_success(from, "{ 'execute': 'migrate-start-postcopy' }");
-    wait_for_migration_status(from, "postcopy-active", NULL);
+    /*
+     * Not by polling: with the background stream unlimited, postcopy can
+     * be over before the first query-migrate
+     */
+    pq_wait_event(from, "postcopy-active");
     /*
      * Where the background stream is capped, postcopy lasts long enough
      * to look at the destination's mappings
@@ -1227,24 +1250,6 @@ static void pq_run_vmem(PQArgs *a, bool precopy)
     pq_vmem_cleanup(&v);
     qtest_quit(from);
     qtest_quit(to);
-}
-
-/* Wait for a MIGRATION event with @status; a failure fails the test */
-static void pq_wait_event(QTestState *who, const char *status)
-{
-    for (;;) {
-        QDict *rsp = qtest_qmp_eventwait_ref(who, "MIGRATION");
-        QDict *data = qdict_get_qdict(rsp, "data");
-        bool done;
-
-        g_assert(data);
-        g_assert_cmpstr(qdict_get_str(data, "status"), !=, "failed");
-        done = !strcmp(qdict_get_str(data, "status"), status);
-        qobject_unref(rsp);
-        if (done) {
-            return;
-        }
-    }
 }
 
 /*
