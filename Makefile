@@ -127,8 +127,16 @@ check-vm-libvirt-patched: qemu tools
 	    --libvirt $(CACHE)/libvirt/build" \
 	    $(S)/check-vm.sh
 
+# Both series for upstream, signed by the poster (SIGNOFF="Name <mail>" or
+# git's global user.name/user.email; refused without one): QEMU's into
+# $(CACHE)/export/, libvirt's into $(CACHE)/export/libvirt/ (EXPORT_DIR)
+.PHONY: export-libvirt
 export: deps
 	$(S)/export-series.sh
+	$(S)/export-libvirt.sh
+
+export-libvirt: deps
+	$(S)/export-libvirt.sh
 
 # The UFFDIO_COPY variants also on QEMU without the series (--stock)
 bench: qemu tools
