@@ -173,8 +173,11 @@ ASAN = UNIT + [
 # ("docs-qtest": in the nested VM, where a KVM guest whose RAM is a
 # guest_memfd can hang at boot, see docs/check-vm.md).
 DOCS = ("docs", "docs-qtest")
+# scripts/test-export.py: make export signs both series as the poster and
+# refuses without one (host suite only: it exports from the prepared trees)
+EXPORT = "export"
 
-SUITES = {"host": ["tools", "docs"] + UPSTREAM + PROJECT,
+SUITES = {"host": ["tools", "docs", EXPORT] + UPSTREAM + PROJECT,
           "vm": ["tools", "docs-qtest"] + VM,
           "vm-stock": ["tools", "docs-qtest"] + VM_STOCK, "vm-guest": VM_GUEST,
           "project": ["tools"] + PROJECT, "upstream": UPSTREAM,
@@ -338,7 +341,7 @@ def suite_items(args):
     for item in SUITES[args.suite]:
         if args.only is None:
             yield item
-        elif item != "tools" and item not in DOCS:
+        elif item != "tools" and item not in DOCS and item != EXPORT:
             paths = [p for p in item[2] if any(o in p for o in args.only)]
             if paths:
                 yield (item[0], item[1], paths)
@@ -355,6 +358,11 @@ def run_suite(args, counts, env, log):
                 tenv.update(t.get("env") or {})
                 run_tap(f"tools {t['name']}", t["cmd"], tenv, counts,
                         args.timeout, log)
+            continue
+        if item == EXPORT:
+            cmd = [sys.executable,
+                   os.path.join(TOP, "scripts", "test-export.py")]
+            run_tap("export", cmd, env, counts, args.timeout, log)
             continue
         if item in DOCS:
             cmd = [sys.executable, os.path.join(TOP, "scripts", "test-docs.py"),
