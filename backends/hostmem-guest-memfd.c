@@ -22,7 +22,6 @@
  */
 
 #include "qemu/osdep.h"
-#include <sys/ioctl.h>
 #include <linux/kvm.h>
 #include "system/hostmem.h"
 #include "system/kvm.h"
@@ -43,78 +42,6 @@ struct HostMemoryBackendGuestMemfd {
 
 #define GUEST_MEMFD_WANTED_FLAGS \
     (GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED)
-
-/*
- * Create a mmap-able, initially shared guest_memfd of @size bytes on the
- * KVM VM @vmfd.  Returns the fd, or -1 with @errp set.
- */
-static int guest_memfd_create(int vmfd, uint64_t size, Error **errp)
-{
-    struct kvm_create_guest_memfd args = {
-        .size = size,
-        .flags = GUEST_MEMFD_WANTED_FLAGS,
-    };
-    int cap, fd;
-    uint64_t missing;
-
-    cap = ioctl(vmfd, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD);
-    if (cap <= 0) {
-        error_setg(errp, "KVM lacks guest_memfd (KVM_CAP_GUEST_MEMFD, %d)",
-                   KVM_CAP_GUEST_MEMFD);
-        return -1;
-    }
-    cap = ioctl(vmfd, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_FLAGS);
-    missing = GUEST_MEMFD_WANTED_FLAGS & ~(uint64_t)MAX(cap, 0);
-    if (missing) {
-        error_setg(errp, "KVM guest_memfd lacks %s%s%s "
-                   "(KVM_CAP_GUEST_MEMFD_FLAGS, %d, is 0x%x)",
-                   missing & GUEST_MEMFD_FLAG_MMAP ?
-                   "GUEST_MEMFD_FLAG_MMAP" : "",
-                   missing == GUEST_MEMFD_WANTED_FLAGS ? " and " : "",
-                   missing & GUEST_MEMFD_FLAG_INIT_SHARED ?
-                   "GUEST_MEMFD_FLAG_INIT_SHARED" : "",
-                   KVM_CAP_GUEST_MEMFD_FLAGS, MAX(cap, 0));
-        return -1;
-    }
-    fd = ioctl(vmfd, KVM_CREATE_GUEST_MEMFD, &args);
-    if (fd < 0) {
-        error_setg_errno(errp, errno, "cannot create a KVM guest_memfd of "
-                         "0x%" PRIx64 " bytes", size);
-        return -1;
-    }
-    return fd;
-}
-
-/*
- * Without the KVM accelerator (TCG, qtest) there is no VM to own the
- * guest_memfd: open a KVM VM of our own for it.  The guest_memfd keeps
- * a reference on that VM, so the VM fd can be closed at once.
- */
-static int guest_memfd_create_standalone(uint64_t size, Error **errp)
-{
-    int kvmfd, vmfd, fd;
-
-    kvmfd = qemu_open_old("/dev/kvm", O_RDWR | O_CLOEXEC);
-    if (kvmfd < 0) {
-        error_setg_errno(errp, errno, "cannot open /dev/kvm, which "
-                         "creates guest_memfd also without the KVM "
-                         "accelerator");
-        return -1;
-    }
-    do {
-        vmfd = ioctl(kvmfd, KVM_CREATE_VM, 0);
-    } while (vmfd < 0 && errno == EINTR);
-    if (vmfd < 0) {
-        error_setg_errno(errp, errno, "cannot create a KVM VM to own the "
-                         "guest_memfd (KVM_CREATE_VM on /dev/kvm)");
-        close(kvmfd);
-        return -1;
-    }
-    fd = guest_memfd_create(vmfd, size, errp);
-    close(vmfd);
-    close(kvmfd);
-    return fd;
-}
 
 static bool
 guest_memfd_backend_memory_alloc(HostMemoryBackend *backend, Error **errp)
@@ -138,6 +65,16 @@ guest_memfd_backend_memory_alloc(HostMemoryBackend *backend, Error **errp)
                    "can only be mapped shared");
         return false;
     }
+    if (!backend->reserve) {
+        /*
+         * Like shmem, a shared guest_memfd mapping reserves no swap
+         * space, and guest_memfd has no huge page pool: MAP_NORESERVE
+         * would change nothing.
+         */
+        error_setg(errp, "property 'reserve' cannot be off: guest_memfd "
+                   "memory reserves no swap space or huge pages to skip");
+        return false;
+    }
     if (backend->guest_memfd) {
         /*
          * The machine wants private guest memory (confidential guest
@@ -152,11 +89,12 @@ guest_memfd_backend_memory_alloc(HostMemoryBackend *backend, Error **errp)
 
     fd = cpr_find_fd(name, 0);
     if (fd < 0) {
-        if (kvm_enabled()) {
-            fd = guest_memfd_create(kvm_get_vm_fd(), backend->size, errp);
-        } else {
-            fd = guest_memfd_create_standalone(backend->size, errp);
-        }
+        /*
+         * On the KVM accelerator's VM, or without it (TCG, qtest) on a
+         * KVM VM of the guest_memfd's own.
+         */
+        fd = kvm_create_guest_memfd(backend->size, GUEST_MEMFD_WANTED_FLAGS,
+                                    errp);
         if (fd < 0) {
             return false;
         }
@@ -165,7 +103,6 @@ guest_memfd_backend_memory_alloc(HostMemoryBackend *backend, Error **errp)
 
     backend->aligned = true;
     ram_flags = RAM_SHARED;
-    ram_flags |= backend->reserve ? 0 : RAM_NORESERVE;
     if (!memory_region_init_ram_from_fd(&backend->mr, OBJECT(backend), name,
                                         backend->size, ram_flags, fd, 0,
                                         errp)) {

@@ -24,26 +24,29 @@
  *   claim bit or receivedmap bit is already set has arrived twice, and
  *   placement fails without writing it: it may be mapped already and in
  *   use by the guest.
- * - The receivedmap bit is set, under page_request_mutex, only once the
- *   page is complete and mapped.  The fault thread maps a page on a minor
- *   fault only if its receivedmap bit is set, and otherwise requests it,
- *   testing the bit under the same lock.  So no page is mapped before all
- *   of its contents have arrived, and UFFDIO_CONTINUE in the placer can
- *   only fail with EEXIST if something mapped a page that had not
+ * - The receivedmap bit is set, with page_request_mutex held, only once
+ *   the page is complete and mapped.  The fault thread maps a page on a
+ *   minor fault only if it finds that bit set; it reads it without the
+ *   lock, as the bit is only ever set while the page is placed: a bit
+ *   read clear just before it is set costs a request for a page that its
+ *   placer maps, waking the thread, anyway.  So no page is mapped before
+ *   all of its contents have arrived, and UFFDIO_CONTINUE in the placer
+ *   can only fail with EEXIST if something mapped a page that had not
  *   arrived: placement then fails, naming the page.
  * - The claim map is allocated with the alias, before any page is
  *   placed, and freed with it at the end of incoming postcopy.  A placer
- *   that fails for any other reason than EEXIST clears its claim bit
- *   again, so that the page is taken when the source sends it again
- *   after recovery.
+ *   that fails clears the claim bits of the pages it did not map (but for
+ *   a page that arrived twice, whose bit is its first placer's), so that
+ *   they are taken when the source sends them again after a recovery.
  *
  * The copy and the ioctl run outside page_request_mutex, as UFFDIO_COPY
  * does, so that the fault thread never waits for a placement to check a
  * page.
  *
- * The thread that reads a channel (ram_load_postcopy()) does not map each
- * page it writes through the alias at once: it keeps the run of
- * contiguous pages it has written in the channel's PostcopyTmpPage, and
+ * The thread that reads the background stream (ram_load_postcopy() on the
+ * main channel) does not map each page it writes through the alias at
+ * once: it keeps the run of contiguous pages it has written in the
+ * channel's PostcopyTmpPage, and
  * maps the run with one UFFDIO_CONTINUE when a page does not extend it,
  * and before any read from the channel of data that has not arrived yet.
  * The receivedmap bits are set then, so the invariants above hold as they
@@ -51,19 +54,23 @@
  * like any page not received; the source, which sent the page already,
  * does not send it again, so the thread waits for the run to be mapped:
  * at most for the data already received to be placed, never for the
- * network.
+ * network.  The preempt channel, which carries the pages that threads
+ * wait for, maps each page as soon as it is complete.
  *
  * Writing through the alias costs a page fault there, which allocates the
  * page, on top of the copy and the ioctl: a page that is not in the page
  * cache yet is cheaper to place with UFFDIO_COPY (or UFFDIO_ZEROPAGE),
- * which allocates, fills and maps it in one call, as for any other block.
- * Only pages that may be in the page cache go through the alias, marked
- * in rb->postcopy_cachedmap: those received during precopy and then
- * discarded, which postcopy_minor_discard() keeps.  UFFDIO_COPY on a
- * page that is in the page cache fails with EEXIST and changes nothing;
- * the page is then placed through the alias, once /proc/self/pagemap has
- * shown that it is not mapped, since no page is mapped before it is
- * placed.
+ * which allocates, fills and maps it in one call, as for any other block,
+ * and fails with an error where the page cannot be allocated.  Only pages
+ * that are in the page cache go through the alias, marked in
+ * rb->postcopy_cachedmap: those received during precopy and then
+ * discarded, which postcopy_minor_discard() keeps.  Postcopy starts from
+ * an empty block (init_range()), so UFFDIO_COPY never meets a page in the
+ * page cache; if it does (EEXIST), placement fails, naming the page.
+ * That also keeps UFFDIO_COPY off cached guest_memfd pages, which the
+ * posted kernel series mishandles (docs/system/guest-memfd.rst).  Before
+ * a page is written through the alias, it is populated there with
+ * MADV_POPULATE_WRITE, whose failure is an error, never a SIGBUS.
  */
 
 #include "qemu/osdep.h"
@@ -160,12 +167,24 @@ int postcopy_minor_alias_map(RAMBlock *rb, Error **errp)
         return ret;
     }
     /*
-     * As guest RAM itself: not inherited by children, not in core dumps
-     * (it is guest RAM a second time), and no transparent huge pages,
-     * which postcopy turns off on the block's mapping (nhp_range()).
+     * As guest RAM itself: not inherited by children and not in core dumps
+     * (it is guest RAM a second time).
      */
-    qemu_madvise(alias, length, QEMU_MADV_DONTFORK);
-    qemu_madvise(alias, length, QEMU_MADV_DONTDUMP);
+    if (qemu_madvise(alias, length, QEMU_MADV_DONTFORK) ||
+        qemu_madvise(alias, length, QEMU_MADV_DONTDUMP)) {
+        int err = errno;
+
+        error_setg_errno(errp, err, "cannot set the attributes of the "
+                         "second mapping of RAM block %s",
+                         qemu_ram_get_idstr(rb));
+        munmap(alias, length);
+        return -err;
+    }
+    /*
+     * No transparent huge pages, as postcopy turns them off on the
+     * block's mapping (nhp_range()), which also ignores a failure: a
+     * kernel without them, and hugetlbfs, refuse the advice.
+     */
     qemu_madvise(alias, length, QEMU_MADV_NOHUGEPAGE);
 
     rb->postcopy_alias = alias;
@@ -226,60 +245,72 @@ static int postcopy_minor_copy(MigrationIncomingState *mis, void *host,
     }
 }
 
-/* Pages of the alias mapped at once, ahead of the stream */
+/* Pages of the alias populated at once, ahead of the stream */
 #define ALIAS_POPULATE_PAGES 64
 
 /*
- * Writing a page through the alias faults there first, even where the
- * page is in the page cache, which costs more than the copy.  Map the
- * alias over the pages from @offset on that are in the page cache, up to
- * ALIAS_POPULATE_PAGES, in one call, unless the last call did.  The stream
- * sends runs of contiguous pages, so that saves a fault for most of them.
- * postcopy_alias_populated is a hint only: a page mapped twice or not at
- * all in the alias is still written correctly.
+ * What the placing thread populated last: host pages [start, end) of the
+ * alias at @alias.  Each thread that places pages (one per channel) has
+ * its own, so it is exact.
  */
-static void postcopy_minor_populate_alias(RAMBlock *rb, ram_addr_t offset)
+typedef struct {
+    uint8_t *alias;
+    unsigned long start, end;
+} AliasPopulated;
+
+static __thread AliasPopulated alias_populated;
+
+/*
+ * Make sure that the page at @offset of @rb is in the page cache and
+ * mapped in the alias before it is written there: a write that has to
+ * allocate the page raises SIGBUS where the allocation fails (an empty
+ * hugetlb pool, a hugetlbfs or tmpfs size limit, a memcg limit), which
+ * would kill the destination while the guest runs on it.
+ * MADV_POPULATE_WRITE allocates the same way, but fails with an error.
+ *
+ * Writing a page through the alias also faults there first, even where
+ * the page is in the page cache, which costs more than the copy: the
+ * stream sends runs of contiguous pages, so the pages from @offset on
+ * that are in the page cache (rb->postcopy_cachedmap), up to
+ * ALIAS_POPULATE_PAGES, are populated in one call, which saves a fault
+ * for most of them.
+ */
+static int postcopy_minor_populate_alias(RAMBlock *rb, ram_addr_t offset)
 {
     size_t pagesize = qemu_ram_pagesize(rb);
     unsigned long nr = offset / pagesize;
     unsigned long last = rb->postcopy_length / pagesize;
+    AliasPopulated *done = &alias_populated;
     unsigned long end;
-    ram_addr_t done = qatomic_read(&rb->postcopy_alias_populated);
+    int ret;
 
-    if (pagesize != qemu_real_host_page_size() ||
-        (offset < done && offset + ALIAS_POPULATE_PAGES * pagesize > done)) {
-        return;
+    if (done->alias == rb->postcopy_alias &&
+        nr >= done->start && nr < done->end) {
+        return 0;
     }
-    end = find_next_zero_bit(rb->postcopy_cachedmap,
-                             MIN(last, nr + ALIAS_POPULATE_PAGES), nr);
-    qatomic_set(&rb->postcopy_alias_populated, end * pagesize);
-    /* Only a missed optimisation if it fails */
-    qemu_madvise(rb->postcopy_alias + offset, (end - nr) * pagesize,
-                 QEMU_MADV_POPULATE_WRITE);
-}
-
-/*
- * 1 if @host is mapped (present or swapped out) in this process, 0 if
- * not, or -errno if /proc/self/pagemap cannot tell.
- */
-static int postcopy_minor_page_mapped(void *host)
-{
-    uint64_t entry;
-    off_t pos = (uintptr_t)host / qemu_real_host_page_size() * sizeof(entry);
-    int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-    ssize_t n;
-    int err;
-
-    if (fd < 0) {
-        return -errno;
+    done->alias = NULL;
+    end = MAX(nr + 1, find_next_zero_bit(rb->postcopy_cachedmap,
+                                         MIN(last, nr + ALIAS_POPULATE_PAGES),
+                                         nr));
+    ret = qemu_madvise(rb->postcopy_alias + offset, (end - nr) * pagesize,
+                       QEMU_MADV_POPULATE_WRITE);
+    if (ret && end > nr + 1) {
+        /* A later page may be the one that fails: this one alone */
+        end = nr + 1;
+        ret = qemu_madvise(rb->postcopy_alias + offset, pagesize,
+                           QEMU_MADV_POPULATE_WRITE);
     }
-    n = pread(fd, &entry, sizeof(entry), pos);
-    err = errno;
-    close(fd);
-    if (n != sizeof(entry)) {
-        return n < 0 ? -err : -EIO;
+    if (ret) {
+        ret = -errno;
+        error_report("postcopy: cannot allocate page of RAM block %s at "
+                     "offset 0x" RAM_ADDR_FMT ": %s", qemu_ram_get_idstr(rb),
+                     offset, strerror(-ret));
+        return ret;
     }
-    return !!(entry & (1ULL << 63 | 1ULL << 62));
+    *done = (AliasPopulated) {
+        .alias = rb->postcopy_alias, .start = nr, .end = end,
+    };
+    return 0;
 }
 
 /* The longest run of pages mapped with one UFFDIO_CONTINUE */
@@ -327,7 +358,7 @@ static int postcopy_minor_map(MigrationIncomingState *mis, RAMBlock *rb,
     size_t pagesize = qemu_ram_pagesize(rb);
     uint64_t done = 0, off;
     ram_addr_t offset;
-    int ret = 0;
+    int ret = 0, wake;
 
     while (done < length) {
         struct uffdio_continue cont = {
@@ -346,25 +377,31 @@ static int postcopy_minor_map(MigrationIncomingState *mis, RAMBlock *rb,
         trace_postcopy_place_run_minor(qemu_ram_get_idstr(rb),
                                        qemu_ram_block_host_offset(rb, host) +
                                        done, mapped);
-        ret = postcopy_minor_mapped(mis, rb, host + done, mapped);
-        if (ret) {
-            return ret;
-        }
+        wake = postcopy_minor_mapped(mis, rb, host + done, mapped);
         done += mapped;
+        if (wake) {
+            ret = wake;
+            break;
+        }
     }
     if (done == length) {
-        return 0;
+        return ret;
     }
     offset = qemu_ram_block_host_offset(rb, host) + done;
     if (ret == -EEXIST) {
         error_report("postcopy: page of RAM block %s at offset 0x"
                      RAM_ADDR_FMT " was mapped before it arrived",
                      qemu_ram_get_idstr(rb), offset);
-        return ret;
+    } else {
+        error_report("postcopy: cannot map page of RAM block %s at offset "
+                     "0x" RAM_ADDR_FMT ": %s", qemu_ram_get_idstr(rb), offset,
+                     strerror(-ret));
     }
-    error_report("postcopy: cannot map page of RAM block %s at offset 0x"
-                 RAM_ADDR_FMT ": %s", qemu_ram_get_idstr(rb), offset,
-                 strerror(-ret));
+    /*
+     * None of the pages from @offset on is received: the source sends them
+     * again after a recovery, and each must be taken then, the later pages
+     * of a run as much as the one that failed.
+     */
     for (off = offset; off < offset + length - done; off += pagesize) {
         clear_bit_atomic(off / pagesize, rb->postcopy_claimmap);
     }
@@ -418,30 +455,29 @@ int postcopy_minor_place_page(MigrationIncomingState *mis, void *host,
             trace_postcopy_place_page(host);
             return postcopy_notify_shared_wake(rb, offset);
         }
-        if (ret != -EEXIST) {
-            error_report("postcopy: cannot place page of RAM block %s at "
-                         "offset 0x" RAM_ADDR_FMT ": %s",
-                         qemu_ram_get_idstr(rb), offset, strerror(-ret));
-            clear_bit_atomic(nr, rb->postcopy_claimmap);
+        if (ret == -EEXIST) {
+            /*
+             * postcopy_ram_incoming_init() emptied the block (init_range())
+             * and only pages that arrived entered its page cache since;
+             * those sent again were discarded first and are in the cached
+             * map.  So this page was in the page cache before it arrived.
+             */
+            error_report("postcopy: page of RAM block %s at offset 0x"
+                         RAM_ADDR_FMT " was in the page cache before it "
+                         "arrived", qemu_ram_get_idstr(rb), offset);
             return ret;
         }
-        /* In the page cache already (a preallocated backend, say) */
-        ret = postcopy_minor_page_mapped(host);
-        if (ret) {
-            if (ret > 0) {
-                error_report("postcopy: page of RAM block %s at offset 0x"
-                             RAM_ADDR_FMT " was mapped before it arrived",
-                             qemu_ram_get_idstr(rb), offset);
-                return -EEXIST;
-            }
-            error_report("postcopy: cannot tell whether page of RAM block "
-                         "%s at offset 0x" RAM_ADDR_FMT " is mapped: %s",
-                         qemu_ram_get_idstr(rb), offset, strerror(-ret));
-            clear_bit_atomic(nr, rb->postcopy_claimmap);
-            return ret;
-        }
+        error_report("postcopy: cannot place page of RAM block %s at "
+                     "offset 0x" RAM_ADDR_FMT ": %s",
+                     qemu_ram_get_idstr(rb), offset, strerror(-ret));
+        clear_bit_atomic(nr, rb->postcopy_claimmap);
+        return ret;
     }
-    postcopy_minor_populate_alias(rb, offset);
+    ret = postcopy_minor_populate_alias(rb, offset);
+    if (ret) {
+        clear_bit_atomic(nr, rb->postcopy_claimmap);
+        return ret;
+    }
     /* What the page held before it arrived is of no use: write all of it */
     if (from) {
         memcpy(rb->postcopy_alias + offset, from, pagesize);
@@ -483,6 +519,28 @@ int postcopy_minor_resolve_fault(MigrationIncomingState *mis, RAMBlock *rb,
     trace_postcopy_ram_fault_minor_resolved(qemu_ram_get_idstr(rb), offset,
                                             ret);
     return ret ? ret : 1;
+}
+
+void postcopy_minor_unreceive(MigrationIncomingState *mis, RAMBlock *rb,
+                              ram_addr_t offset)
+{
+    size_t pagesize = qemu_ram_pagesize(rb);
+    unsigned long nr = offset / pagesize;
+    unsigned char incore = 0;
+
+    /* Whether the page is still in the page cache decides how it is placed */
+    if (mincore(rb->postcopy_alias + offset, pagesize, &incore) == 0 &&
+        (incore & 1)) {
+        set_bit_atomic(nr, rb->postcopy_cachedmap);
+    } else {
+        clear_bit_atomic(nr, rb->postcopy_cachedmap);
+    }
+    WITH_QEMU_LOCK_GUARD(&mis->page_request_mutex) {
+        bitmap_clear(rb->receivedmap, offset >> qemu_target_page_bits(),
+                     pagesize >> qemu_target_page_bits());
+    }
+    clear_bit_atomic(nr, rb->postcopy_claimmap);
+    trace_postcopy_minor_unreceive(qemu_ram_get_idstr(rb), offset, incore & 1);
 }
 
 int postcopy_minor_discard(RAMBlock *rb, uint64_t start, size_t length)

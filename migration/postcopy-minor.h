@@ -44,6 +44,13 @@ int postcopy_minor_flush(MigrationIncomingState *mis, PostcopyTmpPage *tmp);
 int postcopy_minor_resolve_fault(MigrationIncomingState *mis, RAMBlock *rb,
                                  ram_addr_t offset);
 
+/*
+ * A received page of @rb at @offset could not be mapped: mark it not
+ * received, so that a recovery makes the source send it again
+ */
+void postcopy_minor_unreceive(MigrationIncomingState *mis, RAMBlock *rb,
+                              ram_addr_t offset);
+
 /* Discard a range of a block with an alias, from a postcopy discard */
 int postcopy_minor_discard(RAMBlock *rb, uint64_t start, size_t length);
 

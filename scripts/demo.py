@@ -291,8 +291,7 @@ def placement_report(dinfo):
         "pages placed with UFFDIO_COPY": p.get("copied"),
         "pages placed with UFFDIO_CONTINUE": p.get("continued"),
         "minor faults resolved by the fault thread": p.get("minor-faults"),
-        "received MiB discarded": round(p["discarded"] / 2 ** 20, 1)
-        if "discarded" in p else None,
+        "received pages discarded": p.get("discarded"),
     }
 
 

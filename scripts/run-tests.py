@@ -61,7 +61,7 @@ PQ = [MIG + "postcopy/qtest/" + t for t in (
     "minor/recovery", "minor/rewrite", "minor/rewrite-preempt-race",
     "minor/two-readers", "minor/two-readers-preempt",
     "hugetlb/random", "minor/hugetlb-random", "minor/hugetlb-preempt-race",
-    "minor/hugetlb-rewrite", "minor/alias-attributes",
+    "minor/hugetlb-rewrite", "minor/hugetlb-enomem", "minor/alias-attributes",
     "guest-memfd/random", "guest-memfd/race", "guest-memfd/preempt-race",
     "guest-memfd/recovery", "guest-memfd/rewrite",
     "guest-memfd/two-readers")]
@@ -94,7 +94,8 @@ STREAM = ("postcopy stream", "migration-test",
           [MIG + "postcopy/stream/" + p + "/" + t for p in ("copy", "minor")
            for t in ("valid", "discard-outside", "discard-at-end",
                      "discard-across-end", "discard-misaligned",
-                     "discard-wrap", "page-twice", "run-held")])
+                     "discard-wrap", "page-twice", "run-held")] +
+          [MIG + "postcopy/stream/minor/preempt-at-once"])
 PROJECT.append(STREAM)
 # What runs inside the nested VM (scripts/check-vm.sh): the tests without
 # a guest CPU that need that kernel's userfaultfd for guest_memfd, and of

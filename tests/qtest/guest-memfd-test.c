@@ -7,6 +7,7 @@
  */
 
 #include "qemu/osdep.h"
+#include "qemu/atomic.h"
 #include "qemu/units.h"
 #include <linux/kvm.h>
 #include "libqtest.h"
@@ -65,6 +66,27 @@ static void check_ram(QTestState *qts)
     }
 }
 
+/*
+ * The RAM of m0 is a guest_memfd (by the filesystem of the fd QEMU maps
+ * it from, not by what QEMU says), and holds what check_ram() wrote.
+ */
+static void check_ram_in_guest_memfd(QTestState *qts)
+{
+    uint64_t hva, len, addr;
+    int fd = guest_memfd_ram_block(qts, "m0", &hva, &len);
+    uint8_t *p;
+
+    g_assert_cmpuint(len, ==, RAM_SIZE);
+    p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+    g_assert(p != MAP_FAILED);
+    for (addr = 1 * MiB; addr < RAM_SIZE; addr += 64 * KiB) {
+        g_assert_cmphex(*(uint64_t *)(p + addr), ==,
+                        addr ^ 0x5a5a5a5a5a5a5a5aULL);
+    }
+    munmap(p, len);
+    close(fd);
+}
+
 static void check_memdev(QTestState *qts)
 {
     QDict *rsp = qtest_qmp(qts, "{ 'execute': 'query-memdev' }");
@@ -90,6 +112,7 @@ static void test_tcg_or_qtest(void)
     qts = start_vm("qtest");
     check_memdev(qts);
     check_ram(qts);
+    check_ram_in_guest_memfd(qts);
     qtest_quit(qts);
 }
 
@@ -141,7 +164,9 @@ static void check_memslots(QTestState *qts, const char *trace_path)
         const char *flags = strstr(lines[i], " flags=0x");
         const char *size = strstr(lines[i], " size=0x");
         const char *ua = strstr(lines[i], " ua=0x");
-        uint64_t f, len, addr;
+        g_autofree char *why = NULL;
+        uint64_t f, len, addr, off;
+        int fd;
 
         if (!strstr(lines[i], "kvm_set_user_memory") || !flags || !ua ||
             !size) {
@@ -157,14 +182,97 @@ static void check_memslots(QTestState *qts, const char *trace_path)
         g_assert_cmphex(f & KVM_MEM_GUEST_MEMFD, ==, 0);
         g_assert(strstr(lines[i], " guest_memfd=-1 "));
         g_assert_cmphex(addr + len, <=, hva + RAM_SIZE);
+        /* What the memslot's userspace range maps is the guest_memfd */
+        fd = guest_memfd_mapped_at(qtest_pid(qts), addr, len, &off, &why);
+        if (fd < 0) {
+            g_test_message("m0 memslot: %s", why);
+            g_assert_not_reached();
+        }
+        g_assert_cmphex(off, ==, addr - hva);
+        close(fd);
         slots++;
     }
     g_assert_cmpint(slots, >, 0);
 }
 
+/*
+ * A 64 KiB BIOS whose vCPU writes, in real mode, at the start of each 4 KiB
+ * page from 64 KiB to 576 KiB the 16-bit word (segment ^ offset), then
+ * 0x4f4b at 0x500 when done, and halts:
+ *
+ *          cli
+ *          mov ax, 0x1000
+ *  outer:  mov ds, ax
+ *          xor bx, bx
+ *  inner:  mov ax, ds
+ *          xor ax, bx
+ *          mov [bx], ax
+ *          add bx, 0x1000
+ *          jnz inner
+ *          mov ax, ds
+ *          add ax, 0x1000
+ *          cmp ax, 0x9000
+ *          jne outer
+ *          xor ax, ax
+ *          mov ds, ax
+ *          mov word [0x500], 0x4f4b
+ *  halt:   hlt
+ *          jmp halt
+ *
+ * It starts at offset 0 (f000:0000), where the reset vector jumps.
+ */
+static const uint8_t rom_code[] = {
+    0xfa, 0xb8, 0x00, 0x10, 0x8e, 0xd8, 0x31, 0xdb, 0x8c, 0xd8, 0x31, 0xd8,
+    0x89, 0x07, 0x81, 0xc3, 0x00, 0x10, 0x75, 0xf4, 0x8c, 0xd8, 0x05, 0x00,
+    0x10, 0x3d, 0x00, 0x90, 0x75, 0xe6, 0x31, 0xc0, 0x8e, 0xd8, 0xc7, 0x06,
+    0x00, 0x05, 0x4b, 0x4f, 0xf4, 0xeb, 0xfd,
+};
+#define ROM_DONE_ADDR 0x500
+#define ROM_DONE 0x4f4b
+#define ROM_START 0x10000
+#define ROM_END 0x90000
+
+static void write_rom(const char *path)
+{
+    g_autofree uint8_t *rom = g_malloc0(64 * KiB);
+    /* jmp far f000:0000 */
+    static const uint8_t reset[] = { 0xea, 0x00, 0x00, 0x00, 0xf0 };
+
+    memcpy(rom, rom_code, sizeof(rom_code));
+    memcpy(rom + 64 * KiB - 16, reset, sizeof(reset));
+    g_assert(g_file_set_contents(path, (char *)rom, 64 * KiB, NULL));
+}
+
+/*
+ * Let the vCPU run the ROM; what it wrote is in the guest_memfd, read
+ * through an fd of the guest_memfd itself, not through QEMU.
+ */
+static void check_vcpu_writes(QTestState *qts)
+{
+    uint64_t hva, len, addr;
+    int fd = guest_memfd_ram_block(qts, "m0", &hva, &len);
+    int64_t deadline = g_get_monotonic_time() + 120 * G_USEC_PER_SEC;
+    uint8_t *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+
+    g_assert(p != MAP_FAILED);
+    g_assert_cmphex(*(uint16_t *)(p + ROM_DONE_ADDR), !=, ROM_DONE);
+    qtest_qmp_assert_success(qts, "{ 'execute': 'cont' }");
+    while (qatomic_read((uint16_t *)(p + ROM_DONE_ADDR)) != ROM_DONE) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(10 * 1000);
+    }
+    for (addr = ROM_START; addr < ROM_END; addr += 4 * KiB) {
+        g_assert_cmphex(*(uint16_t *)(p + addr), ==,
+                        (addr >> 4 & 0xf000) ^ (addr & 0xffff));
+    }
+    munmap(p, len);
+    close(fd);
+}
+
 static void test_kvm(void)
 {
     g_autofree char *trace_dir = NULL, *trace_path = NULL, *trace_arg = NULL;
+    g_autofree char *rom_path = NULL;
     QTestState *qts;
     QDict *rsp;
     const char *mtree;
@@ -179,11 +287,16 @@ static void test_kvm(void)
     trace_dir = g_dir_make_tmp("guest-memfd-test-XXXXXX", NULL);
     g_assert(trace_dir);
     trace_path = g_strdup_printf("%s/memslots", trace_dir);
-    trace_arg = g_strdup_printf("-trace enable=kvm_set_user_memory,file=%s",
-                                trace_path);
+    rom_path = g_strdup_printf("%s/rom", trace_dir);
+    write_rom(rom_path);
+    trace_arg = g_strdup_printf("-nodefaults -bios %s "
+                                "-trace enable=kvm_set_user_memory,file=%s",
+                                rom_path, trace_path);
     qts = start_vm_args("kvm", trace_arg);
     check_memdev(qts);
     check_ram(qts);
+    check_ram_in_guest_memfd(qts);
+    check_vcpu_writes(qts);
     /* The RAM is in KVM memslots */
     rsp = qtest_qmp(qts, "{ 'execute': 'human-monitor-command', "
                     "'arguments': { 'command-line': 'info mtree -f' } }");
@@ -193,6 +306,7 @@ static void test_kvm(void)
     check_memslots(qts, trace_path);
     qtest_quit(qts);
     unlink(trace_path);
+    unlink(rom_path);
     rmdir(trace_dir);
 }
 
@@ -249,6 +363,8 @@ static void test_object_add(void)
 
     object_add_expect_error(qts, "'size': 8388608, 'share': false",
                             "property 'share' must be on");
+    object_add_expect_error(qts, "'size': 8388608, 'reserve': false",
+                            "property 'reserve' cannot be off");
     object_add_expect_error(qts, "'size': 0",
                             "property 'size' of " TYPE
                             " doesn't take value '0'");
@@ -426,7 +542,7 @@ static void test_no_kvm(void)
     err = run_qemu(HIDE_DEV, "-machine none -accel qtest -object " TYPE
                    ",id=m0,size=1M", NULL, &status);
     g_assert(!exited_ok(status));
-    if (!strstr(err, "cannot open /dev/kvm")) {
+    if (!strstr(err, "still needs KVM: Could not open '/dev/kvm'")) {
         g_test_message("unexpected error: %s", err);
         g_assert_not_reached();
     }

@@ -10,6 +10,11 @@
  * with uffd_continue(), for missing and minor faults alike; the fault
  * thread resolves a minor fault on a received page with uffd_continue(),
  * and treats -EEXIST as "mapped meanwhile" followed by uffd_wakeup().
+ * The placer maps a run of pages with one UFFDIO_CONTINUE and relies on
+ * .mapped when the kernel stops inside the run; and it places pages not
+ * in the page cache with UFFDIO_COPY or UFFDIO_ZEROPAGE, and falls back
+ * to the alias when they fail with EEXIST because the page is in the
+ * page cache after all.
  * These tests pin that contract down on shared memory, where a thread
  * really waits in a userfault, so that a kernel (or a helper) that broke
  * it fails here rather than in a migration.
@@ -23,12 +28,17 @@
 #include "qemu/userfaultfd.h"
 #include "qapi/error.h"
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+
+/* Pages of the memfd; the run tests stop the kernel inside them */
+#define NPAGES 4
 
 typedef struct {
     int ufd;
     int fd;
     size_t page;
+    size_t size;        /* NPAGES pages */
     uint8_t *ram;       /* registered for missing and minor faults */
     uint8_t *alias;     /* the same memory, not registered */
 } Fixture;
@@ -36,6 +46,7 @@ typedef struct {
 typedef struct {
     uint8_t *addr;
     uint8_t value;
+    bool done;          /* the load returned */
 } Reader;
 
 /* The reasons a host cannot run these tests, or NULL */
@@ -45,12 +56,13 @@ static char *fixture_init(Fixture *f)
     uint64_t ioctls = 0;
 
     f->page = qemu_real_host_page_size();
+    f->size = NPAGES * f->page;
     f->ufd = uffd_create_fd(0, true);
     if (f->ufd < 0) {
         return g_strdup_printf("no userfaultfd for this process: %s",
                                strerror(errno));
     }
-    f->fd = qemu_memfd_create("test-uffd", f->page, false, 0, 0, &err);
+    f->fd = qemu_memfd_create("test-uffd", f->size, false, 0, 0, &err);
     if (f->fd < 0) {
         char *reason = g_strdup(error_get_pretty(err));
 
@@ -58,18 +70,18 @@ static char *fixture_init(Fixture *f)
         uffd_close_fd(f->ufd);
         return reason;
     }
-    f->ram = mmap(NULL, f->page, PROT_READ | PROT_WRITE, MAP_SHARED, f->fd, 0);
-    f->alias = mmap(NULL, f->page, PROT_READ | PROT_WRITE, MAP_SHARED, f->fd,
+    f->ram = mmap(NULL, f->size, PROT_READ | PROT_WRITE, MAP_SHARED, f->fd, 0);
+    f->alias = mmap(NULL, f->size, PROT_READ | PROT_WRITE, MAP_SHARED, f->fd,
                     0);
     g_assert(f->ram != MAP_FAILED && f->alias != MAP_FAILED);
-    if (uffd_register_memory(f->ufd, f->ram, f->page,
+    if (uffd_register_memory(f->ufd, f->ram, f->size,
                              UFFDIO_REGISTER_MODE_MISSING |
                              UFFDIO_REGISTER_MODE_MINOR, &ioctls)) {
         char *reason = g_strdup_printf("no minor userfaults on shmem: %s",
                                        strerror(errno));
 
-        munmap(f->ram, f->page);
-        munmap(f->alias, f->page);
+        munmap(f->ram, f->size);
+        munmap(f->alias, f->size);
         close(f->fd);
         uffd_close_fd(f->ufd);
         return reason;
@@ -92,10 +104,38 @@ static bool fixture_setup(Fixture *f)
 
 static void fixture_teardown(Fixture *f)
 {
-    munmap(f->ram, f->page);
-    munmap(f->alias, f->page);
+    munmap(f->ram, f->size);
+    munmap(f->alias, f->size);
     close(f->fd);
     uffd_close_fd(f->ufd);
+}
+
+/*
+ * UFFDIO_CONTINUE on pages [@first, @first + @n), without the helper,
+ * which hides how far the kernel got: returns 0 or -errno, and what the
+ * kernel put in .mapped.
+ */
+static int continue_pages(Fixture *f, size_t first, size_t n, int64_t *mapped)
+{
+    struct uffdio_continue cont = {
+        .range = { .start = (uintptr_t)f->ram + first * f->page,
+                   .len = n * f->page },
+    };
+    int ret = ioctl(f->ufd, UFFDIO_CONTINUE, &cont) ? -errno : 0;
+
+    *mapped = cont.mapped;
+    return ret;
+}
+
+/* Whether page @i of RAM is mapped, asked without touching it */
+static bool page_mapped(Fixture *f, size_t i)
+{
+    int64_t mapped;
+    int ret = continue_pages(f, i, 1, &mapped);
+
+    /* A page that was not mapped is now: only ask about cached pages */
+    g_assert(ret == 0 || ret == -EEXIST);
+    return ret == -EEXIST;
 }
 
 static void *reader_thread(void *opaque)
@@ -104,7 +144,17 @@ static void *reader_thread(void *opaque)
 
     /* One load, which faults: the compiler may not drop or move it */
     r->value = qatomic_read(r->addr);
+    qatomic_set(&r->done, true);
     return NULL;
+}
+
+/* Whether the reader's load returned within @ms milliseconds */
+static bool reader_done_within(Reader *r, unsigned ms)
+{
+    while (!qatomic_read(&r->done) && ms--) {
+        g_usleep(1000);
+    }
+    return qatomic_read(&r->done);
 }
 
 /* Start a thread reading RAM and wait for its fault; returns its flags */
@@ -115,6 +165,7 @@ static uint64_t start_faulting_reader(Fixture *f, QemuThread *thread,
     struct uffd_msg msg;
 
     r->addr = f->ram;
+    r->done = false;
     qemu_thread_create(thread, "reader", reader_thread, r,
                        QEMU_THREAD_JOINABLE);
     g_assert_cmpint(poll(&pfd, 1, 10 * 1000), ==, 1);
@@ -183,7 +234,8 @@ static void test_continue_hole(void)
 
 /*
  * Whoever maps a page second gets -EEXIST and must wake, in case the one
- * that mapped it did not: after -EEXIST and uffd_wakeup() nobody waits.
+ * that mapped it did not: neither a DONTWAKE CONTINUE nor the -EEXIST
+ * after it releases the reader, and after uffd_wakeup() nobody waits.
  */
 static void test_continue_eexist_wake(void)
 {
@@ -197,10 +249,126 @@ static void test_continue_eexist_wake(void)
     start_faulting_reader(&f, &thread, &r);
     memset(f.alias, 0x3c, f.page);
     g_assert_cmpint(uffd_continue(f.ufd, f.ram, f.page, true), ==, 0);
+    g_assert_false(reader_done_within(&r, 200));
     g_assert_cmpint(uffd_continue(f.ufd, f.ram, f.page, false), ==, -EEXIST);
+    g_assert_false(reader_done_within(&r, 100));
     g_assert_cmpint(uffd_wakeup(f.ufd, f.ram, f.page), ==, 0);
+    g_assert_true(reader_done_within(&r, 10 * 1000));
     qemu_thread_join(&thread);
     g_assert_cmpint(r.value, ==, 0x3c);
+    fixture_teardown(&f);
+}
+
+/*
+ * A run whose page @k is not in the page cache: the kernel maps the @k
+ * pages before it, says so in .mapped and fails with -EAGAIN; the next
+ * call, from page @k, fails with -EFAULT and maps nothing.  The pages
+ * after @k are left unmapped.
+ */
+static void test_continue_run_hole(void)
+{
+    const size_t k = 2;
+    Fixture f;
+    int64_t mapped;
+    size_t i;
+
+    if (!fixture_setup(&f)) {
+        return;
+    }
+    for (i = 0; i < NPAGES; i++) {
+        if (i != k) {
+            memset(f.alias + i * f.page, 0x10 + i, f.page);
+        }
+    }
+    g_assert_cmpint(continue_pages(&f, 0, NPAGES, &mapped), ==, -EAGAIN);
+    g_assert_cmpint(mapped, ==, k * f.page);
+    g_assert_cmpint(continue_pages(&f, k, NPAGES - k, &mapped), ==, -EFAULT);
+    g_assert_cmpint(mapped, ==, -EFAULT);
+    for (i = 0; i < k; i++) {
+        g_assert_true(page_mapped(&f, i));
+        g_assert_cmpint(f.ram[i * f.page], ==, 0x10 + i);
+    }
+    for (i = k + 1; i < NPAGES; i++) {
+        g_assert_false(page_mapped(&f, i));
+    }
+    fixture_teardown(&f);
+}
+
+/*
+ * A run whose page @k is mapped already: the kernel maps the @k pages
+ * before it, says so in .mapped and fails with -EAGAIN; the next call,
+ * from page @k, fails with -EEXIST and maps nothing.
+ */
+static void test_continue_run_mapped(void)
+{
+    const size_t k = 1;
+    Fixture f;
+    int64_t mapped;
+    size_t i;
+
+    if (!fixture_setup(&f)) {
+        return;
+    }
+    memset(f.alias, 0x42, f.size);
+    g_assert_cmpint(continue_pages(&f, k, 1, &mapped), ==, 0);
+    g_assert_cmpint(mapped, ==, f.page);
+    g_assert_cmpint(continue_pages(&f, 0, NPAGES, &mapped), ==, -EAGAIN);
+    g_assert_cmpint(mapped, ==, k * f.page);
+    g_assert_cmpint(continue_pages(&f, k, NPAGES - k, &mapped), ==, -EEXIST);
+    g_assert_cmpint(mapped, ==, -EEXIST);
+    for (i = 0; i < NPAGES; i++) {
+        g_assert_cmpint(page_mapped(&f, i), ==, i <= k);
+    }
+    fixture_teardown(&f);
+}
+
+/*
+ * UFFDIO_COPY and UFFDIO_ZEROPAGE onto a page that is in the page cache
+ * but not mapped fail with -EEXIST, and change neither its contents nor
+ * its mapping: the placer then writes it through the alias and maps it
+ * with CONTINUE.  On a hole, the same UFFDIO_COPY fills the page.
+ */
+static void test_copy_cached(void)
+{
+    g_autofree uint8_t *src = NULL;
+    struct uffdio_copy copy;
+    struct uffdio_zeropage zero;
+    Fixture f;
+    size_t i;
+
+    if (!fixture_setup(&f)) {
+        return;
+    }
+    src = g_malloc(f.page);
+    memset(src, 0xee, f.page);
+    memset(f.alias, 0x77, f.page);
+
+    copy = (struct uffdio_copy) {
+        .dst = (uintptr_t)f.ram, .src = (uintptr_t)src, .len = f.page,
+    };
+    g_assert_cmpint(ioctl(f.ufd, UFFDIO_COPY, &copy), ==, -1);
+    g_assert_cmpint(errno, ==, EEXIST);
+    g_assert_cmpint(copy.copy, ==, -EEXIST);
+    zero = (struct uffdio_zeropage) {
+        .range = { .start = (uintptr_t)f.ram, .len = f.page },
+    };
+    g_assert_cmpint(ioctl(f.ufd, UFFDIO_ZEROPAGE, &zero), ==, -1);
+    g_assert_cmpint(errno, ==, EEXIST);
+    g_assert_cmpint(zero.zeropage, ==, -EEXIST);
+    for (i = 0; i < f.page; i++) {
+        g_assert_cmpint(f.alias[i], ==, 0x77);
+    }
+    g_assert_false(page_mapped(&f, 0));
+    g_assert_cmpint(f.ram[f.page - 1], ==, 0x77);
+
+    /* Page 1 is a hole: the copy fills it, as seen through the alias */
+    copy = (struct uffdio_copy) {
+        .dst = (uintptr_t)f.ram + f.page, .src = (uintptr_t)src,
+        .len = f.page,
+    };
+    g_assert_cmpint(ioctl(f.ufd, UFFDIO_COPY, &copy), ==, 0);
+    g_assert_cmpint(copy.copy, ==, f.page);
+    g_assert_cmpint(f.alias[f.page], ==, 0xee);
     fixture_teardown(&f);
 }
 
@@ -211,5 +379,8 @@ int main(int argc, char **argv)
     g_test_add_func("/uffd/continue/missing", test_continue_missing);
     g_test_add_func("/uffd/continue/hole", test_continue_hole);
     g_test_add_func("/uffd/continue/eexist-wake", test_continue_eexist_wake);
+    g_test_add_func("/uffd/continue/run-hole", test_continue_run_hole);
+    g_test_add_func("/uffd/continue/run-mapped", test_continue_run_mapped);
+    g_test_add_func("/uffd/copy/cached", test_copy_cached);
     return g_test_run();
 }

@@ -26,7 +26,10 @@
  *
  * The "hugetlb" tests do the same on memfd RAM in 2 MiB hugetlbfs pages,
  * with minor placement and, as the reference, with UFFDIO_COPY; they need
- * 64 free 2 MiB pages on the host.
+ * 64 free 2 MiB pages on the host.  "hugetlb-enomem" takes the pages that
+ * minor placement replaces away from the destination, on a hugetlbfs
+ * mount of its own that is full: postcopy must pause, the destination
+ * alive, and recover once there is room again.
  *
  * qtest is served by the main thread, one command at a time, so a second
  * reader has to be a thread of QEMU's own: the "two-readers" tests run a
@@ -67,6 +70,9 @@
 #include "qobject/qstring.h"
 #include "standard-headers/linux/virtio_ids.h"
 #include "standard-headers/linux/virtio_mem.h"
+#include <linux/falloc.h>
+#include <sys/mount.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 
 #define PQ_RAM_MB    64
@@ -86,6 +92,21 @@
 #define PQ_REWRITE_BW (8 * 1024 * 1024)
 #define PQ_REWRITE_SENT (24 * 1024 * 1024)
 #define PQ_REWRITE_PAGES (16 * 1024 * 1024 / PQ_PAGE)
+/*
+ * The tests named for minor placement that are not rewrite tests rewrite
+ * every PQ_SPARSE_STEP-th of those pages only: a page in the page cache
+ * here and there, placed through the alias between pages placed with
+ * UFFDIO_COPY.
+ */
+#define PQ_SPARSE_STEP 4
+/*
+ * The two-readers tests take PQ_PAGEOUT_PAGES pages received in precopy
+ * and not rewritten, from PQ_PAGEOUT_FIRST on, out of the destination's
+ * mapping while they stay in its page cache: reading them takes minor
+ * faults on received pages, which the fault thread resolves itself.
+ */
+#define PQ_PAGEOUT_FIRST (PQ_REWRITE_PAGES + 256)
+#define PQ_PAGEOUT_PAGES 64
 
 /* 8 MiB/s: 64 MiB take seconds to stream, so most reads fault */
 #define PQ_SLOW (8 * 1024 * 1024)
@@ -114,6 +135,7 @@ typedef struct {
     bool preempt;
     bool recover;           /* pause and recover after a few reads */
     bool rewrite;           /* change sent pages before postcopy starts */
+    bool sparse;            /* the same, every PQ_SPARSE_STEP-th page */
     bool dump;              /* a second reader: dump-guest-memory */
     bool hugetlb;           /* memfd in 2 MiB hugetlbfs pages */
     bool bind;              /* RAM bound to host node 0 */
@@ -130,6 +152,8 @@ typedef struct {
     /* A virtio-mem device on vmem_mem_type, on both command lines */
     bool vmem;
     MemType vmem_mem_type;
+    /* The destination's RAM: this file on hugetlbfs, not mem_type */
+    const char *mem_path;
 } PQArgs;
 
 #define PQ_DIMM_MB 16
@@ -138,9 +162,11 @@ typedef struct {
 /*
  * A virtio-mem device of PQ_VMEM_BLOCKS blocks of 2 MiB at PCI slot 4;
  * its virtqueue and requests live in boot RAM from PQ_VMEM_ALLOC up,
- * the test's pattern below.
+ * the test's pattern below.  Its memdev is larger than boot RAM, so that
+ * precopy sends it first: the postcopy tests let precopy send it, then
+ * rewrite some of its pages.
  */
-#define PQ_VMEM_MB 32
+#define PQ_VMEM_MB 128
 #define PQ_VMEM_BLOCK (2 * 1024 * 1024)
 #define PQ_VMEM_BLOCKS (PQ_VMEM_MB * 1024 * 1024 / PQ_VMEM_BLOCK)
 #define PQ_VMEM_BLOCK_PAGES (PQ_VMEM_BLOCK / PQ_PAGE)
@@ -167,22 +193,47 @@ static void pq_fill(uint8_t *buf)
 }
 
 /*
- * Change the first PQ_REWRITE_PAGES pages on the source, and in @want:
- * every third page becomes zeroes, the others a new pattern.
+ * Change every @step-th of the first PQ_REWRITE_PAGES pages on the
+ * source, and in @want: every third page becomes zeroes, the others a
+ * new pattern.  No other page is written.
  */
-static void pq_rewrite(QTestState *from, uint8_t *want)
+static void pq_rewrite(QTestState *from, uint8_t *want, uint64_t step)
 {
     uint64_t *w = (uint64_t *)want;
     uint64_t p, i;
 
-    for (p = 0; p < PQ_REWRITE_PAGES; p++) {
+    for (p = 0; p < PQ_REWRITE_PAGES; p += step) {
         for (i = 0; i < PQ_PAGE / 8; i++) {
             w[p * (PQ_PAGE / 8) + i] = p % 3 ? ~pq_word(p, i) : 0;
         }
     }
+    if (step > 1) {
+        for (p = 0; p < PQ_REWRITE_PAGES; p += step) {
+            qtest_bufwrite(from, PQ_START + p * PQ_PAGE, want + p * PQ_PAGE,
+                           PQ_PAGE);
+        }
+        return;
+    }
     for (p = 0; p < PQ_REWRITE_PAGES * PQ_PAGE; p += PQ_CHUNK) {
         qtest_bufwrite(from, PQ_START + p, want + p, PQ_CHUNK);
     }
+}
+
+/*
+ * The host pages of @pagesize that pq_rewrite() changes with @step: each
+ * was received in precopy and is discarded when postcopy starts.
+ */
+static uint64_t pq_rewritten(uint64_t step, uint64_t pagesize)
+{
+    uint64_t p, n = 0, last = UINT64_MAX;
+
+    for (p = 0; p < PQ_REWRITE_PAGES; p += step) {
+        uint64_t host = (PQ_START + p * PQ_PAGE) / pagesize;
+
+        n += host != last;
+        last = host;
+    }
+    return n;
 }
 
 static const char *pq_backend(MemType type)
@@ -229,6 +280,7 @@ static char *pq_args(PQArgs *a, bool incoming, const char *extra)
 {
     g_autofree char *dimm = NULL;
     g_autofree char *vmem = NULL;
+    g_autofree char *backend = NULL;
     MemType type = !incoming && a->src_differs ? a->src_mem_type
                                                 : a->mem_type;
 
@@ -244,13 +296,20 @@ static char *pq_args(PQArgs *a, bool incoming, const char *extra)
                                pq_backend(a->vmem_mem_type), PQ_VMEM_MB,
                                PQ_VMEM_BLOCK, PQ_VMEM_SLOT);
     }
+    if (incoming && a->mem_path) {
+        backend = g_strdup_printf("memory-backend-file,mem-path=%s,"
+                                  "share=on,reserve=off", a->mem_path);
+    } else {
+        backend = g_strdup_printf("%s%s", pq_backend(type),
+                                  a->hugetlb ? ",hugetlb=on,hugetlbsize=2M"
+                                             : "");
+    }
     return g_strdup_printf("-machine q35 -m %dM%s "
-                           "-object %s%s%s,id=mem,size=%dM "
+                           "-object %s%s,id=mem,size=%dM "
                            "-machine memory-backend=mem %s %s %s %s",
                            PQ_RAM_MB,
                            a->dimm || a->vmem ? ",slots=2,maxmem=1G" : "",
-                           pq_backend(type),
-                           a->hugetlb ? ",hugetlb=on,hugetlbsize=2M" : "",
+                           backend,
                            a->bind ? ",host-nodes=0,policy=bind" : "",
                            PQ_RAM_MB, vmem ? vmem : "", dimm ? dimm : "",
                            incoming ? "-incoming defer" : "", extra);
@@ -427,6 +486,43 @@ static void pq_dump_start(QTestState *to, const char *path)
                              protocol);
 }
 
+/*
+ * A dump of @length bytes of guest RAM from @addr only, to @path, waited
+ * for and removed: a reader of those pages in a thread of QEMU
+ */
+static void pq_dump_range(QTestState *to, const char *path, uint64_t addr,
+                          uint64_t length)
+{
+    g_autofree char *protocol = g_strdup_printf("file:%s", path);
+
+    while (!pq_running(to)) {
+        g_usleep(10 * 1000);
+    }
+    qtest_qmp_assert_success(to, "{ 'execute': 'dump-guest-memory',"
+                             "  'arguments': { 'paging': false,"
+                             "                 'protocol': %s,"
+                             "                 'detach': true,"
+                             "                 'begin': %" PRIu64 ","
+                             "                 'length': %" PRIu64 " } }",
+                             protocol, addr, length);
+}
+
+static void pq_dump_wait(QTestState *to)
+{
+    for (;;) {
+        QDict *rsp = qtest_qmp_assert_success_ref(to,
+                                        "{ 'execute': 'query-dump' }");
+        g_autofree char *status = g_strdup(qdict_get_str(rsp, "status"));
+
+        qobject_unref(rsp);
+        if (!strcmp(status, "completed")) {
+            return;
+        }
+        g_assert_cmpstr(status, ==, "active");
+        g_usleep(20 * 1000);
+    }
+}
+
 /* Wait for the dump to complete, and check every page of it */
 static void pq_dump_check(QTestState *to, const char *path,
                           const uint8_t *want)
@@ -597,6 +693,163 @@ static void pq_check_alias_attributes(QTestState *to)
     g_assert_cmpint(aliases, ==, 1);
 }
 
+#ifndef MADV_PAGEOUT
+#define MADV_PAGEOUT 21
+#endif
+
+/*
+ * The address of guest RAM in the destination QEMU: the mapping of
+ * PQ_RAM_MB registered with userfaultfd for missing faults ("um"), or 0
+ * if none is yet
+ */
+static uint64_t pq_ram_host_registered(QTestState *to)
+{
+    g_autofree char *path = g_strdup_printf("/proc/%d/smaps", qtest_pid(to));
+    g_autofree char *smaps = NULL;
+    g_auto(GStrv) lines = NULL;
+    uint64_t start = 0, end = 0, found = 0;
+    size_t i;
+
+    g_assert(g_file_get_contents(path, &smaps, NULL, NULL));
+    lines = g_strsplit(smaps, "\n", -1);
+    for (i = 0; lines[i]; i++) {
+        if (g_ascii_isxdigit(lines[i][0]) && strchr(lines[i], '-')) {
+            char *e;
+
+            start = g_ascii_strtoull(lines[i], &e, 16);
+            end = g_ascii_strtoull(e + 1, NULL, 16);
+        } else if (g_str_has_prefix(lines[i], "VmFlags:") &&
+                   end - start == PQ_RAM_MB * 1024 * 1024 &&
+                   strstr(lines[i], " um")) {
+            g_assert_cmphex(found, ==, 0);
+            found = start;
+        }
+    }
+    return found;
+}
+
+static uint64_t pq_ram_host(QTestState *to)
+{
+    uint64_t host;
+    int tries;
+
+    for (tries = 0; !(host = pq_ram_host_registered(to)); tries++) {
+        g_assert_cmpint(tries, <, 1000);
+        g_usleep(10 * 1000);
+    }
+    return host;
+}
+
+/*
+ * Take @n pages of guest RAM from page @first out of the destination's
+ * mapping, from outside: process_madvise(MADV_PAGEOUT) unmaps a page
+ * that only this mapping maps and, with no swap to write a shmem page
+ * to, leaves it in the page cache (with swap, its swap entry is there).
+ * The next access is a minor fault.  How many of the pages
+ * /proc/PID/pagemap shows unmapped then; 0 without CAP_SYS_NICE.
+ */
+static uint64_t pq_pageout(QTestState *to, uint64_t first, uint64_t n)
+{
+    uint64_t host = pq_ram_host(to) + PQ_START + first * PQ_PAGE;
+    struct iovec iov = { .iov_base = (void *)(uintptr_t)host,
+                         .iov_len = n * PQ_PAGE };
+    g_autofree char *path = g_strdup_printf("/proc/%d/pagemap",
+                                            qtest_pid(to));
+    g_autofree uint64_t *entry = g_new(uint64_t, n);
+    int pidfd = syscall(SYS_pidfd_open, qtest_pid(to), 0);
+    uint64_t i, unmapped = 0;
+    long ret;
+    int fd;
+
+    g_assert_cmpint(pidfd, >=, 0);
+    ret = syscall(SYS_process_madvise, pidfd, &iov, 1, MADV_PAGEOUT, 0);
+    close(pidfd);
+    if (ret < 0 && errno == EPERM) {
+        g_test_message("process_madvise: %s", strerror(errno));
+        return 0;
+    }
+    g_assert_cmpint(ret, ==, n * PQ_PAGE);
+    fd = open(path, O_RDONLY);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(pread(fd, entry, n * sizeof(*entry),
+                          host / PQ_PAGE * sizeof(*entry)),
+                    ==, n * sizeof(*entry));
+    close(fd);
+    for (i = 0; i < n; i++) {
+        unmapped += !(entry[i] & (1ULL << 63 | 1ULL << 62));
+    }
+    g_test_message("paged out %" PRIu64 " of %" PRIu64 " pages", unmapped, n);
+    return unmapped;
+}
+
+/*
+ * Which threads of a QEMU are blocked on a userfault, by the kernel
+ * function they wait in (/proc/PID/task/TID/wchan), sampled until @stop
+ */
+typedef struct {
+    pid_t pid;
+    bool stop;
+    /* samples where the main thread and another one were both blocked */
+    uint64_t overlapped;
+    uint64_t samples;
+} PQWaiters;
+
+static gpointer pq_waiters_poll(gpointer opaque)
+{
+    PQWaiters *w = opaque;
+    g_autofree char *task = g_strdup_printf("/proc/%d/task", w->pid);
+
+    while (!qatomic_read(&w->stop)) {
+        g_autoptr(GDir) dir = g_dir_open(task, 0, NULL);
+        const char *name;
+        bool main_thread = false;
+        int n = 0;
+
+        g_assert(dir);
+        while ((name = g_dir_read_name(dir))) {
+            g_autofree char *path = g_strdup_printf("%s/%s/wchan", task, name);
+            g_autofree char *wchan = NULL;
+
+            if (g_file_get_contents(path, &wchan, NULL, NULL) &&
+                !strcmp(wchan, "handle_userfault")) {
+                n++;
+                main_thread |= atoi(name) == w->pid;
+            }
+        }
+        w->samples++;
+        w->overlapped += main_thread && n >= 2;
+        g_usleep(100);
+    }
+    return NULL;
+}
+
+/* How long the dump may take to reach the pages taken out */
+#define PQ_MINOR_FAULT_TIMEOUT_S 30
+
+/* The fault thread resolved @n minor faults on received pages, in time */
+static void pq_wait_minor_faults(QTestState *to, uint64_t n)
+{
+    gint64 deadline = g_get_monotonic_time() +
+                      PQ_MINOR_FAULT_TIMEOUT_S * G_USEC_PER_SEC;
+    uint64_t got;
+
+    while ((got = read_postcopy_placement(to, "minor-faults")) < n &&
+           g_get_monotonic_time() < deadline) {
+        g_usleep(10 * 1000);
+    }
+    g_assert_cmpuint(got, >=, n);
+}
+
+static char *pq_dump_status(QTestState *to)
+{
+    QDict *rsp = qtest_qmp_assert_success_ref(to,
+                                              "{ 'execute': 'query-dump' }");
+    char *status = g_strdup(qdict_get_str(rsp, "status"));
+
+    qobject_unref(rsp);
+    return status;
+}
+
 static void pq_run(PQArgs *a)
 {
     MigrationTestEnv *env = migration_get_env();
@@ -608,7 +861,11 @@ static void pq_run(PQArgs *a)
     g_autofree uint8_t *dimm_want = NULL;
     uint64_t dimm_addr = 0;
     QTestState *from, *to;
-    uint64_t i, off;
+    uint64_t i, off, paged_out = 0;
+    uint64_t step = a->sparse ? PQ_SPARSE_STEP : 1;
+    bool rewrite = a->rewrite || a->sparse;
+    PQWaiters waiters = { 0 };
+    GThread *poller = NULL;
 
     if (!env->has_uffd) {
         g_test_skip("userfaultfd not available");
@@ -666,18 +923,18 @@ static void pq_run(PQArgs *a)
      * Or, to rewrite, it gets far enough.
      */
     migrate_set_parameter_int(from, "max-bandwidth",
-                              a->rewrite ? PQ_REWRITE_BW : 1024 * 1024);
+                              rewrite ? PQ_REWRITE_BW : 1024 * 1024);
     migrate_set_parameter_int(from, "max-postcopy-bandwidth",
                               a->postcopy_bandwidth);
     migrate_incoming_qmp(to, "tcp:127.0.0.1:0", NULL, "{}");
     migrate_qmp(from, to, NULL, NULL, "{}");
     wait_for_migration_status(from, "active", NULL);
-    if (a->rewrite) {
+    if (rewrite) {
         while (read_ram_property_int(from, "transferred") < PQ_REWRITE_SENT) {
             g_usleep(10 * 1000);
         }
         migrate_set_parameter_int(from, "max-bandwidth", 64 * 1024);
-        pq_rewrite(from, want);
+        pq_rewrite(from, want, step);
     }
     qtest_qmp_assert_success(from, "{ 'execute': 'migrate-start-postcopy' }");
     /*
@@ -714,16 +971,55 @@ static void pq_run(PQArgs *a)
     }
 
     if (a->dump) {
+        /* Pages received in precopy, mapped: shmem ones can be paged out */
+        if (a->rewrite && a->mem_type != MEM_TYPE_ANON) {
+            paged_out = pq_pageout(to, PQ_PAGEOUT_FIRST, PQ_PAGEOUT_PAGES);
+            /* guest_memfd pages are unevictable: none may be */
+            if (a->mem_type == MEM_TYPE_MEMFD && paged_out) {
+                g_assert_cmpuint(paged_out, ==, PQ_PAGEOUT_PAGES);
+            }
+        }
         dump_path = g_strdup_printf("%s/pq-dump", env->tmpfs);
+        if (paged_out) {
+            /*
+             * First a dump of the pages taken out alone: only the fault
+             * thread can map them.  Watched through QMP, so that a fault
+             * left unresolved fails here instead of hanging a reader.
+             */
+            pq_dump_range(to, dump_path, PQ_START + PQ_PAGEOUT_FIRST * PQ_PAGE,
+                          PQ_PAGEOUT_PAGES * PQ_PAGE);
+            pq_wait_minor_faults(to, paged_out);
+            pq_dump_wait(to);
+            unlink(dump_path);
+        }
         pq_dump_start(to, dump_path);
+        waiters.pid = qtest_pid(to);
+        poller = g_thread_new("pq-waiters", pq_waiters_poll, &waiters);
     }
     for (i = 0; i < PQ_PAGES; i++) {
         if (a->recover && i == PQ_BEFORE_PAUSE) {
             pq_recover(from, to, env->tmpfs);
         }
         pq_check_page(to, want, order[i]);
+        if (a->dump && i == 0) {
+            /* The qtest reader started before the dump finished */
+            g_autofree char *status = pq_dump_status(to);
+
+            g_assert_cmpstr(status, ==, "active");
+        }
     }
     if (a->dump) {
+        qatomic_set(&waiters.stop, true);
+        g_thread_join(poller);
+        /*
+         * And both waited for faults at the same time: at some instant
+         * the main thread (qtest's reader) and another thread (the dump's)
+         * were both blocked on a userfault
+         */
+        g_test_message("both readers blocked on a userfault in %" PRIu64
+                       " of %" PRIu64 " samples", waiters.overlapped,
+                       waiters.samples);
+        g_assert_cmpuint(waiters.overlapped, >, 0);
         pq_dump_check(to, dump_path, want);
     }
 
@@ -758,7 +1054,8 @@ static void pq_run(PQArgs *a)
      * page with UFFDIO_COPY.  With it, a page in the page cache through
      * the alias and UFFDIO_CONTINUE: each rewritten page (received, then
      * discarded), and no other; the others, never in the page cache,
-     * with UFFDIO_COPY.  A rewrite started with discards.
+     * with UFFDIO_COPY.  A rewrite started with discards of those pages,
+     * and of no other received page.
      */
     {
         uint64_t pagesize = a->hugetlb ? 2 * 1024 * 1024 : PQ_PAGE;
@@ -766,41 +1063,43 @@ static void pq_run(PQArgs *a)
         uint64_t continued = read_postcopy_placement(to, "continued");
         uint64_t calls = read_postcopy_placement(to, "continue-calls");
         uint64_t copied = read_postcopy_placement(to, "copied");
+        uint64_t minor_faults = read_postcopy_placement(to, "minor-faults");
+        uint64_t rewritten = rewrite ? pq_rewritten(step, pagesize) : 0;
 
         g_test_message("placed: %" PRIu64 " with UFFDIO_COPY, %" PRIu64
                        " with UFFDIO_CONTINUE, %" PRIu64 " minor faults, %"
-                       PRIu64 " bytes discarded", copied, continued,
-                       read_postcopy_placement(to, "minor-faults"),
+                       PRIu64 " pages discarded", copied, continued,
+                       minor_faults,
                        read_postcopy_placement(to, "discarded"));
+
         if (a->minor_cap || a->mem_type == MEM_TYPE_GUEST_MEMFD) {
-            if (a->rewrite) {
-                g_assert_cmpuint(continued, >=,
-                                 PQ_REWRITE_PAGES * PQ_PAGE / pagesize);
+            g_assert_cmpuint(continued, ==, rewritten);
+            if (rewrite) {
                 /*
                  * The rewritten pages come in runs on the stream: 4 KiB
                  * ones are mapped a run at a time, as many pages as the
                  * destination had received (about 7 here, fewer where
-                 * the stream trickles in), huge ones one by one
+                 * the stream trickles in), huge ones one by one, and so
+                 * are pages rewritten one in PQ_SPARSE_STEP
                  */
                 g_test_message("%" PRIu64 " UFFDIO_CONTINUE calls", calls);
-                if (a->hugetlb) {
+                if (a->hugetlb || a->sparse) {
                     g_assert_cmpuint(calls, ==, continued);
                 } else {
                     g_assert_cmpuint(calls, <, continued);
                 }
-            } else {
-                g_assert_cmpuint(continued, ==, 0);
             }
             g_assert_cmpuint(copied, >, pages / 4);
+            /* Each page taken out was read, and its fault resolved */
+            g_assert_cmpuint(minor_faults, >=, paged_out);
         } else {
             g_assert_cmpuint(continued, ==, 0);
+            g_assert_cmpuint(minor_faults, ==, 0);
             g_assert_cmpuint(copied, >, pages / 4);
         }
         /* Every rewritten page had been received, and was discarded */
-        if (a->rewrite) {
-            g_assert_cmpuint(read_postcopy_placement(to, "discarded"), >=,
-                             PQ_REWRITE_PAGES * PQ_PAGE);
-        }
+        g_assert_cmpuint(read_postcopy_placement(to, "discarded"), ==,
+                         rewritten);
     }
     qtest_quit(from);
     qtest_quit(to);
@@ -870,6 +1169,7 @@ typedef struct {
     QVirtioPCIDevice dev;
     QVirtQueue *vq;
     uint64_t addr;          /* guest-physical address of the region */
+    bool rewritten;         /* pq_vmem_rewrite() ran */
 } PQVmem;
 
 static void pq_vmem_init(QTestState *qts, PQVmem *v)
@@ -878,6 +1178,7 @@ static void pq_vmem_init(QTestState *qts, PQVmem *v)
     uint64_t want = (1ULL << VIRTIO_F_VERSION_1) |
                     (1ULL << VIRTIO_MEM_F_UNPLUGGED_INACCESSIBLE);
 
+    v->rewritten = false;
     alloc_init(&v->alloc, 0, PQ_VMEM_ALLOC, PQ_END, PQ_PAGE);
     v->bus = qpci_new_pc(qts, &v->alloc);
     virtio_pci_init(&v->dev, v->bus, &pci);
@@ -1033,8 +1334,23 @@ static uint64_t pq_vmem_word(uint64_t page, uint64_t i)
     return pq_word(page, i) ^ 0x76697274696f2dULL;
 }
 
+/*
+ * The pages pq_vmem_rewrite() changes: the last PQ_VMEM_REWRITE_PAGES of
+ * blocks 4 and 11, each followed by an unplugged block
+ */
+#define PQ_VMEM_REWRITE_PAGES 16
+
+static bool pq_vmem_is_rewritten(uint64_t p)
+{
+    uint64_t block = p / PQ_VMEM_BLOCK_PAGES;
+
+    return (block == 4 || block == 11) &&
+           p % PQ_VMEM_BLOCK_PAGES >= PQ_VMEM_BLOCK_PAGES -
+                                      PQ_VMEM_REWRITE_PAGES;
+}
+
 /* The contents of page @p of the region, at the end */
-static void pq_vmem_page(uint64_t p, uint8_t *buf)
+static void pq_vmem_page(PQVmem *v, uint64_t p, uint8_t *buf)
 {
     uint64_t *w = (uint64_t *)buf;
     uint64_t i;
@@ -1043,6 +1359,9 @@ static void pq_vmem_page(uint64_t p, uint8_t *buf)
         w[i] = p / PQ_VMEM_BLOCK_PAGES == 4 &&
                p % PQ_VMEM_BLOCK_PAGES < PQ_VMEM_BLOCK_PAGES / 2 ?
                0 : pq_vmem_word(p, i);
+        if (v->rewritten && pq_vmem_is_rewritten(p)) {
+            w[i] = ~w[i];
+        }
     }
 }
 
@@ -1055,7 +1374,7 @@ static void pq_vmem_fill(QTestState *qts, PQVmem *v, uint64_t block,
     for (p = first_page; p < PQ_VMEM_BLOCK_PAGES; p++) {
         uint64_t page = block * PQ_VMEM_BLOCK_PAGES + p;
 
-        pq_vmem_page(page, buf);
+        pq_vmem_page(v, page, buf);
         qtest_bufwrite(qts, v->addr + page * PQ_PAGE, buf, PQ_PAGE);
     }
 }
@@ -1064,12 +1383,34 @@ static void pq_vmem_check_page(QTestState *qts, PQVmem *v, uint64_t page)
 {
     uint8_t want[PQ_PAGE], got[PQ_PAGE];
 
-    pq_vmem_page(page, want);
+    pq_vmem_page(v, page, want);
     qtest_bufread(qts, v->addr + page * PQ_PAGE, got, PQ_PAGE);
     if (memcmp(got, want, PQ_PAGE)) {
         g_test_message("virtio-mem page %" PRIu64 " (0x%" PRIx64 ") differs",
                        page, v->addr + page * PQ_PAGE);
         g_assert_not_reached();
+    }
+}
+
+/*
+ * On the source, once precopy has sent them: change the pages that
+ * pq_vmem_is_rewritten() names, so that postcopy starts by discarding
+ * them on the destination, where minor placement keeps them in the page
+ * cache and places them through the alias when they come again.  The
+ * alias is populated ahead over the pages that are in the page cache
+ * only: not over the unplugged block after each of them.
+ */
+static void pq_vmem_rewrite(QTestState *from, PQVmem *v)
+{
+    uint8_t buf[PQ_PAGE];
+    uint64_t p;
+
+    v->rewritten = true;
+    for (p = 0; p < PQ_VMEM_BLOCKS * PQ_VMEM_BLOCK_PAGES; p++) {
+        if (pq_vmem_is_rewritten(p)) {
+            pq_vmem_page(v, p, buf);
+            qtest_bufwrite(from, v->addr + p * PQ_PAGE, buf, PQ_PAGE);
+        }
     }
 }
 
@@ -1170,7 +1511,7 @@ static void pq_run_vmem(PQArgs *a, bool precopy)
         if (a->minor_cap) {
             migrate_set_capability(to, "x-postcopy-minor", true);
         }
-        migrate_set_parameter_int(from, "max-bandwidth", 1024 * 1024);
+        migrate_set_parameter_int(from, "max-bandwidth", PQ_REWRITE_BW);
         migrate_set_parameter_int(from, "max-postcopy-bandwidth", PQ_SLOW);
     } else {
         migrate_set_parameter_int(from, "max-bandwidth", 1ULL << 40);
@@ -1179,6 +1520,12 @@ static void pq_run_vmem(PQArgs *a, bool precopy)
     migrate_qmp(from, to, NULL, NULL, "{}");
     if (!precopy) {
         wait_for_migration_status(from, "active", NULL);
+        /* The plugged blocks, 18 MiB, went first; then slow to a crawl */
+        while (read_ram_property_int(from, "transferred") < PQ_REWRITE_SENT) {
+            g_usleep(10 * 1000);
+        }
+        migrate_set_parameter_int(from, "max-bandwidth", 64 * 1024);
+        pq_vmem_rewrite(from, &v);
         qtest_qmp_assert_success(from,
                                  "{ 'execute': 'migrate-start-postcopy' }");
         wait_for_migration_status(from, "postcopy-active", NULL);
@@ -1233,6 +1580,7 @@ static void pq_run_vmem(PQArgs *a, bool precopy)
     } else {
         uint64_t continued = read_postcopy_placement(to, "continued");
         uint64_t copied = read_postcopy_placement(to, "copied");
+        uint64_t rewritten = 2 * PQ_VMEM_REWRITE_PAGES;
 
         g_test_message("placed: %" PRIu64 " with UFFDIO_COPY, %" PRIu64
                        " with UFFDIO_CONTINUE", copied, continued);
@@ -1244,8 +1592,19 @@ static void pq_run_vmem(PQArgs *a, bool precopy)
                          (PQ_VMEM_BLOCKS * PQ_VMEM_BLOCK_PAGES -
                           plugged_pages));
         g_assert_cmpuint(copied, >, plugged_pages / 4);
-        /* None was ever in the page cache, minor placement or not */
-        g_assert_cmpuint(continued, ==, 0);
+        /*
+         * The rewritten pages were received, then discarded, and no
+         * other page; with minor placement they stayed in the page cache
+         * and were placed through the alias, every other page with
+         * UFFDIO_COPY
+         */
+        g_assert_cmpuint(read_postcopy_placement(to, "discarded"), ==,
+                         rewritten);
+        if (a->minor_cap || a->vmem_mem_type == MEM_TYPE_GUEST_MEMFD) {
+            g_assert_cmpuint(continued, ==, rewritten);
+        } else {
+            g_assert_cmpuint(continued, ==, 0);
+        }
     }
     pq_vmem_cleanup(&v);
     qtest_quit(from);
@@ -1378,6 +1737,264 @@ static void pq_run_cpr(PQArgs *a, bool exec)
     qtest_quit(from);
 }
 
+/*
+ * The "hugetlb-enomem" test: the destination's RAM is a file on a
+ * hugetlbfs mount of the test's own, whose size limit runs out during
+ * postcopy.  Precopy sends the first part of RAM and the source rewrites
+ * it, as in the rewrite tests; then the test punches the huge pages that
+ * hold those pages out of the destination's file, and fills the mount
+ * with another file, but for PQ_ENOMEM_SPARE huge pages.  The
+ * destination's receivedmap still says that the pages were received, so
+ * when postcopy starts it takes them to be in the page cache: it places
+ * them through its second mapping of the file, and the first of them
+ * that cannot be allocated must pause postcopy with an error naming it.
+ * A write there that allocates the page would raise SIGBUS and kill the
+ * destination instead, with the guest running on it.  It comes first
+ * in the stream, before any page not received, which UFFDIO_COPY
+ * places: postcopy starts from the beginning of RAM.  Once the filler
+ * file is removed, the migration recovers and completes, every page
+ * right.
+ */
+#define PQ_HUGE (2 * 1024 * 1024)
+/* The huge pages that hold the rewritten pages: the ones punched */
+#define PQ_ENOMEM_PUNCHED \
+    (ROUND_UP(PQ_START + PQ_REWRITE_PAGES * PQ_PAGE, PQ_HUGE) / PQ_HUGE)
+/*
+ * Left free in the mount: precopy goes on at a crawl (a huge page takes
+ * it half a minute) until postcopy starts, and must not need more
+ * (writing a huge page that cannot be allocated in precopy is a SIGBUS
+ * as well).  The alias then gets what is left of them, fewer than
+ * PQ_ENOMEM_PUNCHED.
+ *
+ * The source pauses only a postcopy that it has seen the destination
+ * start: until the destination has said so, it is in "postcopy-device",
+ * where an error fails the migration.  It passes to "postcopy-active"
+ * between two huge pages, so the background stream runs at PQ_SLOW: the
+ * page that cannot be allocated comes a second after the start.
+ */
+#define PQ_ENOMEM_SPARE 4
+#define PQ_ENOMEM_TIMEOUT 30    /* seconds, to pause */
+#define PQ_ENOMEM_MSG "cannot allocate page of RAM block mem at offset 0x"
+
+typedef struct {
+    char *dir;                  /* the hugetlbfs mount */
+    char *ram;                  /* the destination's RAM in it */
+    char *filler;               /* what fills it */
+    char *log;                  /* the destination's stderr */
+} PQHugeMount;
+
+static void pq_huge_umount(PQHugeMount *m)
+{
+    unlink(m->filler);
+    unlink(m->ram);
+    /* Detached even if a QEMU still has it: its pages go with QEMU */
+    umount2(m->dir, MNT_DETACH);
+    rmdir(m->dir);
+}
+
+static void pq_huge_abort(void *opaque)
+{
+    PQHugeMount *m = opaque;
+    g_autofree char *text = NULL;
+
+    if (g_file_get_contents(m->log, &text, NULL, NULL)) {
+        fprintf(stderr, "destination stderr:\n%s\n", text);
+    }
+    pq_huge_umount(m);
+}
+
+/* Fail if the destination has died, saying how, its child status kept */
+static void pq_assert_alive(QTestState *to)
+{
+    siginfo_t info = { 0 };
+
+    if (waitid(P_PID, qtest_pid(to), &info,
+               WEXITED | WNOHANG | WNOWAIT) || !info.si_pid) {
+        return;
+    }
+    if (info.si_code == CLD_KILLED || info.si_code == CLD_DUMPED) {
+        g_test_message("the destination was killed by signal %d (%s)",
+                       info.si_status, strsignal(info.si_status));
+    } else {
+        g_test_message("the destination exited with status %d",
+                       info.si_status);
+    }
+    g_assert_not_reached();
+}
+
+/* The destination pauses postcopy, alive, within PQ_ENOMEM_TIMEOUT */
+static void pq_wait_paused(QTestState *to)
+{
+    gint64 end = g_get_monotonic_time() +
+                 PQ_ENOMEM_TIMEOUT * G_TIME_SPAN_SECOND;
+
+    for (;;) {
+        g_autofree char *status = NULL;
+
+        pq_assert_alive(to);
+        status = migrate_query_status(to);
+        if (!strcmp(status, "postcopy-paused")) {
+            return;
+        }
+        /* postcopy-device until it has run the package's CMD_POSTCOPY_RUN */
+        if (strcmp(status, "postcopy-device")) {
+            g_assert_cmpstr(status, ==, "postcopy-active");
+        }
+        if (g_get_monotonic_time() > end) {
+            g_test_message("the destination did not pause in %d s",
+                           PQ_ENOMEM_TIMEOUT);
+            g_assert_not_reached();
+        }
+        g_usleep(20 * 1000);
+    }
+}
+
+static void test_pq_minor_hugetlb_enomem(void)
+{
+    MigrationTestEnv *env = migration_get_env();
+    g_autofree uint8_t *want = g_malloc(PQ_END - PQ_START);
+    g_autofree char *no_hugepages = NULL;
+    g_autofree char *opts = NULL, *extra = NULL, *text = NULL, *uri = NULL;
+    g_autofree char *sock = NULL, *line = NULL;
+    g_autofree char *dir = NULL, *ram = NULL, *filler = NULL, *log = NULL;
+    PQHugeMount m;
+    PQArgs a = {
+        .mem_type = MEM_TYPE_MEMFD, .hugetlb = true, .minor_cap = true,
+    };
+    QTestState *from, *to;
+    struct statfs st;
+    uint64_t i, off, free_pages, continued;
+    const char *msg;
+    int fd;
+
+    if (!env->has_uffd) {
+        g_test_skip("userfaultfd not available");
+        return;
+    }
+    /* The source's 64 MiB, and the mount's limit of as many */
+    no_hugepages = pq_hugepages_missing();
+    if (no_hugepages) {
+        g_test_skip(no_hugepages);
+        return;
+    }
+    if (geteuid()) {
+        g_test_skip("needs root, to mount a hugetlbfs with a size limit");
+        return;
+    }
+    dir = g_strdup_printf("%s/pq-huge", env->tmpfs);
+    ram = g_strdup_printf("%s/ram", dir);
+    filler = g_strdup_printf("%s/filler", dir);
+    log = g_strdup_printf("%s/pq-enomem.log", env->tmpfs);
+    m = (PQHugeMount) { .dir = dir, .ram = ram, .filler = filler, .log = log };
+    opts = g_strdup_printf("pagesize=2M,size=%dM", PQ_RAM_MB);
+    g_assert_cmpint(mkdir(m.dir, 0700), ==, 0);
+    if (mount("none", m.dir, "hugetlbfs", 0, opts)) {
+        g_autofree char *why = g_strdup_printf("cannot mount hugetlbfs "
+                                               "(%s): %s", opts,
+                                               strerror(errno));
+
+        rmdir(m.dir);
+        g_test_skip(why);
+        return;
+    }
+    qtest_add_abrt_handler(pq_huge_abort, &m);
+    a.mem_path = m.ram;
+    extra = g_strdup_printf("2>%s", m.log);
+
+    pq_fill(want);
+    from = pq_start(&a, false);
+    to = pq_start_ext(&a, true, extra, true);
+    for (off = 0; off < PQ_END - PQ_START; off += PQ_CHUNK) {
+        qtest_bufwrite(from, PQ_START + off, want + off, PQ_CHUNK);
+    }
+    migrate_set_capability(from, "events", true);
+    migrate_set_capability(from, "postcopy-ram", true);
+    migrate_set_capability(to, "postcopy-ram", true);
+    migrate_set_capability(to, "x-postcopy-minor", true);
+    migrate_set_parameter_int(from, "max-bandwidth", PQ_REWRITE_BW);
+    migrate_set_parameter_int(from, "max-postcopy-bandwidth", PQ_SLOW);
+    migrate_incoming_qmp(to, "tcp:127.0.0.1:0", NULL, "{}");
+    migrate_qmp(from, to, NULL, NULL, "{}");
+    wait_for_migration_status(from, "active", NULL);
+    while (read_ram_property_int(from, "transferred") < PQ_REWRITE_SENT) {
+        g_usleep(10 * 1000);
+    }
+    migrate_set_parameter_int(from, "max-bandwidth", 64 * 1024);
+    pq_rewrite(from, want, 1);
+
+    /* The received huge pages that postcopy replaces are gone... */
+    fd = open(m.ram, O_RDWR);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                              0, PQ_ENOMEM_PUNCHED * PQ_HUGE), ==, 0);
+    close(fd);
+    /* ...and cannot come back, but for PQ_ENOMEM_SPARE of them */
+    g_assert_cmpint(statfs(m.dir, &st), ==, 0);
+    free_pages = st.f_bfree;
+    g_test_message("%" PRIu64 " huge pages punched, %" PRIu64 " of %" PRIu64
+                   " free in the mount", (uint64_t)PQ_ENOMEM_PUNCHED,
+                   free_pages, (uint64_t)st.f_blocks);
+    g_assert_cmpuint(free_pages, >=, PQ_ENOMEM_PUNCHED);
+    fd = open(m.filler, O_RDWR | O_CREAT | O_EXCL, 0600);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(fallocate(fd, 0, 0,
+                              (free_pages - PQ_ENOMEM_SPARE) * PQ_HUGE),
+                    ==, 0);
+    close(fd);
+    g_assert_cmpint(statfs(m.dir, &st), ==, 0);
+    g_assert_cmpuint(st.f_bfree, <=, PQ_ENOMEM_SPARE);
+
+    /* Postcopy pauses on the first page that it cannot place */
+    qtest_qmp_assert_success(from, "{ 'execute': 'migrate-start-postcopy' }");
+    pq_wait_event(from, "postcopy-active");
+    pq_wait_paused(to);
+    /* Alive, the guest running on it, and it says why, naming a page */
+    g_assert_true(pq_running(to));
+    g_assert(g_file_get_contents(m.log, &text, NULL, NULL));
+    msg = strstr(text, PQ_ENOMEM_MSG);
+    if (!msg) {
+        g_test_message("no \"%s\" on the destination's stderr", PQ_ENOMEM_MSG);
+        g_assert_not_reached();
+    }
+    off = g_ascii_strtoull(msg + strlen(PQ_ENOMEM_MSG), NULL, 16);
+    line = g_strndup(msg, strcspn(msg, "\n"));
+    g_test_message("destination: %s", line);
+    g_assert_cmpuint(off, <, PQ_ENOMEM_PUNCHED * PQ_HUGE);
+    g_assert_cmpuint(off % PQ_HUGE, ==, 0);
+    wait_for_migration_status(from, "postcopy-paused",
+                              (const char * []) { "failed", NULL });
+
+    /* With the memory back, the pause is recoverable */
+    unlink(m.filler);
+    migrate_set_parameter_int(from, "max-postcopy-bandwidth", 0);
+    sock = g_strdup_printf("%s/pq-recover", env->tmpfs);
+    uri = g_strdup_printf("unix:%s", sock);
+    migrate_recover(to, uri);
+    migrate_qmp(from, to, uri, NULL, "{'resume': true}");
+    wait_for_migration_complete(from);
+    wait_for_migration_complete(to);
+    unlink(sock);
+    for (i = 0; i < PQ_PAGES; i++) {
+        pq_check_page(to, want, i);
+    }
+    /*
+     * Each punched page went through the alias, and at most one other:
+     * the one precopy was in the middle of
+     */
+    continued = read_postcopy_placement(to, "continued");
+    g_test_message("placed: %" PRIu64 " with UFFDIO_COPY, %" PRIu64
+                   " with UFFDIO_CONTINUE",
+                   read_postcopy_placement(to, "copied"), continued);
+    g_assert_cmpuint(continued, >=, PQ_ENOMEM_PUNCHED);
+    g_assert_cmpuint(continued, <=, PQ_ENOMEM_PUNCHED + 1);
+    pq_assert_alive(to);
+    qtest_quit(from);
+    qtest_quit(to);
+    qtest_remove_abrt_handler(&m);
+    pq_huge_umount(&m);
+    unlink(m.log);
+}
+
 #define PQ_TEST(name, ...)                                                   \
 static void test_pq_##name(void)                                             \
 {                                                                            \
@@ -1395,15 +2012,19 @@ static void test_pq_precopy_##name(void)                                     \
 PQ_TEST(anon_random, .mem_type = MEM_TYPE_ANON, .order = PQ_RANDOM,
         .postcopy_bandwidth = PQ_SLOW)
 PQ_TEST(minor_sequential, .mem_type = MEM_TYPE_MEMFD, .minor_cap = true,
-        .order = PQ_SEQUENTIAL, .postcopy_bandwidth = PQ_SLOW)
+        .order = PQ_SEQUENTIAL, .postcopy_bandwidth = PQ_SLOW,
+        .sparse = true)
 PQ_TEST(minor_reverse, .mem_type = MEM_TYPE_MEMFD, .minor_cap = true,
-        .order = PQ_REVERSE, .postcopy_bandwidth = PQ_SLOW)
+        .order = PQ_REVERSE, .postcopy_bandwidth = PQ_SLOW,
+        .sparse = true)
 PQ_TEST(minor_random, .mem_type = MEM_TYPE_MEMFD, .minor_cap = true,
-        .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW)
+        .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW,
+        .sparse = true)
 PQ_TEST(minor_race, .mem_type = MEM_TYPE_MEMFD, .minor_cap = true,
         .order = PQ_RANDOM, .postcopy_bandwidth = 0, .rewrite = true)
 PQ_TEST(minor_preempt_race, .mem_type = MEM_TYPE_MEMFD, .minor_cap = true,
-        .order = PQ_RANDOM, .postcopy_bandwidth = 0, .preempt = true)
+        .order = PQ_RANDOM, .postcopy_bandwidth = 0, .preempt = true,
+        .sparse = true)
 PQ_TEST(minor_recovery, .mem_type = MEM_TYPE_MEMFD, .minor_cap = true,
         .order = PQ_RANDOM, .postcopy_bandwidth = PQ_TRICKLE, .recover = true,
         .rewrite = true)
@@ -1426,31 +2047,39 @@ PQ_TEST(minor_two_readers_preempt, .mem_type = MEM_TYPE_MEMFD,
 PQ_TEST(hugetlb_random, .mem_type = MEM_TYPE_MEMFD, .hugetlb = true,
         .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW)
 PQ_TEST(minor_hugetlb_random, .mem_type = MEM_TYPE_MEMFD, .hugetlb = true,
-        .minor_cap = true, .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW)
+        .minor_cap = true, .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW,
+        .sparse = true)
 PQ_TEST(minor_hugetlb_preempt_race, .mem_type = MEM_TYPE_MEMFD,
         .hugetlb = true, .minor_cap = true, .order = PQ_RANDOM,
-        .postcopy_bandwidth = 0, .preempt = true)
+        .postcopy_bandwidth = 0, .preempt = true,
+        .sparse = true)
 PQ_TEST(minor_hugetlb_rewrite, .mem_type = MEM_TYPE_MEMFD, .hugetlb = true,
         .minor_cap = true, .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW,
         .rewrite = true)
 PQ_TEST(minor_bind, .mem_type = MEM_TYPE_MEMFD, .minor_cap = true,
-        .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW, .bind = true)
+        .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW, .bind = true,
+        .sparse = true)
 PQ_TEST(mixed_memfd_gmem, .mem_type = MEM_TYPE_GUEST_MEMFD,
         .src_differs = true, .src_mem_type = MEM_TYPE_MEMFD,
-        .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW)
+        .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW,
+        .sparse = true)
 PQ_TEST(mixed_anon_gmem, .mem_type = MEM_TYPE_GUEST_MEMFD,
         .src_differs = true, .src_mem_type = MEM_TYPE_ANON,
-        .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW)
+        .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW,
+        .sparse = true)
 PQ_TEST(mixed_gmem_memfd, .mem_type = MEM_TYPE_MEMFD,
         .src_differs = true, .src_mem_type = MEM_TYPE_GUEST_MEMFD,
-        .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW)
+        .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW,
+        .sparse = true)
 PQ_TEST(mixed_gmem_anon, .mem_type = MEM_TYPE_ANON,
         .src_differs = true, .src_mem_type = MEM_TYPE_GUEST_MEMFD,
-        .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW)
+        .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW,
+        .sparse = true)
 PQ_TEST(mixed_gmem_memfd_minor, .mem_type = MEM_TYPE_MEMFD,
         .minor_cap = true, .src_differs = true,
         .src_mem_type = MEM_TYPE_GUEST_MEMFD, .order = PQ_RANDOM,
-        .postcopy_bandwidth = PQ_SLOW)
+        .postcopy_bandwidth = PQ_SLOW,
+        .sparse = true)
 PQ_TEST(dimm_minor, .mem_type = MEM_TYPE_MEMFD, .minor_cap = true,
         .dimm = true, .dimm_mem_type = MEM_TYPE_MEMFD, .order = PQ_RANDOM,
         .postcopy_bandwidth = PQ_SLOW, .rewrite = true)
@@ -1461,11 +2090,13 @@ PQ_TEST(dimm_gmem_memfd, .mem_type = MEM_TYPE_GUEST_MEMFD, .dimm = true,
         .dimm_mem_type = MEM_TYPE_MEMFD, .order = PQ_RANDOM,
         .postcopy_bandwidth = PQ_SLOW)
 PQ_TEST(gmem_random, .mem_type = MEM_TYPE_GUEST_MEMFD,
-        .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW)
+        .order = PQ_RANDOM, .postcopy_bandwidth = PQ_SLOW,
+        .sparse = true)
 PQ_TEST(gmem_race, .mem_type = MEM_TYPE_GUEST_MEMFD,
         .order = PQ_RANDOM, .postcopy_bandwidth = 0, .rewrite = true)
 PQ_TEST(gmem_preempt_race, .mem_type = MEM_TYPE_GUEST_MEMFD,
-        .order = PQ_RANDOM, .postcopy_bandwidth = 0, .preempt = true)
+        .order = PQ_RANDOM, .postcopy_bandwidth = 0, .preempt = true,
+        .sparse = true)
 PQ_TEST(gmem_recovery, .mem_type = MEM_TYPE_GUEST_MEMFD,
         .order = PQ_RANDOM, .postcopy_bandwidth = PQ_TRICKLE, .recover = true,
         .rewrite = true)
@@ -1540,6 +2171,7 @@ void migration_test_add_postcopy_qtest(MigrationTestEnv *env)
         { "minor/hugetlb-random", test_pq_minor_hugetlb_random },
         { "minor/hugetlb-preempt-race", test_pq_minor_hugetlb_preempt_race },
         { "minor/hugetlb-rewrite", test_pq_minor_hugetlb_rewrite },
+        { "minor/hugetlb-enomem", test_pq_minor_hugetlb_enomem },
         { "minor/alias-attributes", test_pq_minor_bind },
         { "mixed/guest-memfd-to-memfd", test_pq_mixed_gmem_memfd },
         { "mixed/guest-memfd-to-memfd-minor",

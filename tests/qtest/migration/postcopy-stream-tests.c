@@ -69,7 +69,11 @@ static const char *const ps_expect_twice[] = {
 /* Sent during precopy, and read back after the bad input */
 #define PS_PRECOPY_OFF  (16 * 1024 * 1024)
 #define PS_PRECOPY_PAGES 16
-/* Discarded before postcopy, then sent (twice) during postcopy */
+/*
+ * Sent during precopy with other contents, discarded before postcopy
+ * (so that minor placement keeps it in the page cache and places it
+ * through the alias), then sent (twice) during postcopy
+ */
 #define PS_POSTCOPY_OFF (32 * 1024 * 1024)
 #define PS_SECTION_ID   2
 
@@ -550,6 +554,32 @@ static void ps_check_pages(QTestState *to, uint64_t off, int n)
 }
 
 /*
+ * The destination placed @pages pages during postcopy, with
+ * UFFDIO_CONTINUE (@minor) or UFFDIO_COPY: within PS_TIMEOUT, which a
+ * placement that waits for more of the stream fails instead of hanging.
+ * Not by reading guest RAM, which would wait for the pages.
+ */
+static void ps_wait_placed(QTestState *to, bool minor, uint64_t pages)
+{
+    gint64 deadline = g_get_monotonic_time() + PS_TIMEOUT * G_USEC_PER_SEC;
+    uint64_t copied, continued;
+
+    for (;;) {
+        copied = read_postcopy_placement(to, "copied");
+        continued = read_postcopy_placement(to, "continued");
+        if (copied + continued >= pages ||
+            g_get_monotonic_time() > deadline) {
+            break;
+        }
+        g_usleep(10 * 1000);
+    }
+    g_test_message("placed: %" PRIu64 " with UFFDIO_COPY, %" PRIu64
+                   " with UFFDIO_CONTINUE", copied, continued);
+    g_assert_cmpuint(continued, ==, minor ? pages : 0);
+    g_assert_cmpuint(copied, ==, minor ? 0 : pages);
+}
+
+/*
  * PS_RUN_HELD: PS_RUN_PAGES pages are received in precopy and discarded,
  * so that they stay in the page cache with minor placement, then sent
  * again in postcopy, and the stream stops in the middle of the section
@@ -569,19 +599,18 @@ static void ps_run_held(QTestState *to, int fd, GByteArray *s, bool minor,
     ps_put32(s, PS_SECTION_ID);
     ps_put_page_records(s, PS_RUN_OFF, PS_RUN_PAGES, true);
     g_assert(ps_send(fd, s));
-    /* Hangs if the pages wait for more of the stream to be mapped */
+    /*
+     * Fails if the pages wait for more of the stream to be mapped; with
+     * the page at PS_POSTCOPY_OFF placed before
+     */
+    ps_wait_placed(to, minor, 1 + PS_RUN_PAGES);
     ps_check_sent(to, PS_RUN_OFF, PS_RUN_PAGES, true);
     if (minor) {
         uint64_t calls = read_postcopy_placement(to, "continue-calls");
-        uint64_t continued = read_postcopy_placement(to, "continued");
 
-        g_test_message("%" PRIu64 " pages placed with UFFDIO_CONTINUE, in %"
-                       PRIu64 " calls", continued, calls);
-        g_assert_cmpuint(continued, ==, PS_RUN_PAGES);
-        /* One run, unless it arrived in pieces */
-        g_assert_cmpuint(calls, <, PS_RUN_PAGES);
-    } else {
-        g_assert_cmpuint(read_postcopy_placement(to, "continued"), ==, 0);
+        g_test_message("%" PRIu64 " UFFDIO_CONTINUE calls", calls);
+        /* That page, then one run, unless it arrived in pieces */
+        g_assert_cmpuint(calls, <, 1 + PS_RUN_PAGES);
     }
     ps_put64(s, PS_RAM_EOS);
     ps_put_footer(s);
@@ -615,6 +644,8 @@ static void ps_run(const PSArgs *a)
 
     ps_put_start(s);
     ps_put_pages(s, PS_PRECOPY_OFF, PS_PRECOPY_PAGES, false);
+    /* Its other contents: what postcopy sends must replace them */
+    ps_put_pages(s, PS_POSTCOPY_OFF, 1, true);
 
     switch (a->kind) {
     case PS_DISCARD_OUTSIDE:
@@ -669,7 +700,11 @@ static void ps_run(const PSArgs *a)
 
         ps_put_pages(s, PS_POSTCOPY_OFF, 1, false);
         g_assert(ps_send(fd, s));
-        /* Waits until the listen thread has placed it */
+        /*
+         * Placed by the listen thread: through the alias with minor
+         * placement, as it had been received before
+         */
+        ps_wait_placed(to, a->minor, 1);
         ps_check_pages(to, PS_POSTCOPY_OFF, 1);
 
         if (a->kind == PS_VALID) {
@@ -725,6 +760,165 @@ PS_TEST(minor_wrap, .minor = true, .kind = PS_DISCARD_WRAP)
 PS_TEST(minor_twice, .minor = true, .kind = PS_PAGE_TWICE)
 PS_TEST(minor_run_held, .minor = true, .kind = PS_RUN_HELD)
 
+/*
+ * minor/preempt-at-once: the postcopy preempt channel carries the pages
+ * that faulting threads wait for, so each page that arrives there must be
+ * mapped as soon as it is complete, not kept in a run that waits for more
+ * of the stream: ram_load_postcopy() batches the UFFDIO_CONTINUE of minor
+ * placement on the main channel only.
+ *
+ * PS_PREEMPT_PAGES and PS_MAIN_PAGES pages are received in precopy and
+ * discarded, so that they stay in the page cache; in postcopy each set
+ * is sent again, in one send, the first on the preempt channel and the
+ * second on the main channel.  With all of its pages buffered at once,
+ * the preempt channel must still use one UFFDIO_CONTINUE per page, while
+ * the main channel maps its run with fewer calls than pages (it defers
+ * the map while a whole page is buffered after the one it placed): that
+ * shows that the count tells one from the other.
+ */
+#define PS_PREEMPT_OFF      (48 * 1024 * 1024)
+#define PS_PREEMPT_PAGES    4
+#define PS_MAIN_OFF         (52 * 1024 * 1024)
+#define PS_MAIN_PAGES       4
+
+/* As ps_start_dest() with minor placement, and the preempt channel */
+static QTestState *ps_start_dest_preempt(const char *log, const char *sock)
+{
+    g_autofree char *args = NULL;
+    g_autofree char *uri = g_strdup_printf("unix:%s", sock);
+    QTestState *to;
+
+    args = g_strdup_printf("-machine pc -m 64M "
+                           "-object memory-backend-memfd,id=%s,size=64M,"
+                           "share=on -machine memory-backend=%s "
+                           "-global migration.send-configuration=off "
+                           "-incoming defer 2>%s", PS_BLOCK, PS_BLOCK, log);
+    to = qtest_init(args);
+    qtest_add_abrt_handler(ps_abort_print_log, log);
+    migrate_set_capability(to, "postcopy-ram", true);
+    migrate_set_capability(to, "postcopy-preempt", true);
+    migrate_set_capability(to, "x-postcopy-minor", true);
+    migrate_incoming_qmp(to, uri, NULL, "{ 'exit-on-error': false }");
+    return to;
+}
+
+/*
+ * Wait until @n pages in all were placed with UFFDIO_CONTINUE, without
+ * touching them (a read would fault and request them); give up after
+ * PS_TIMEOUT seconds
+ */
+static void ps_wait_continued(QTestState *to, uint64_t n, const char *log)
+{
+    gint64 end = g_get_monotonic_time() + PS_TIMEOUT * G_TIME_SPAN_SECOND;
+    uint64_t continued;
+
+    for (;;) {
+        ps_assert_alive(to, log, "while its pages were placed");
+        continued = read_postcopy_placement(to, "continued");
+        if (continued >= n || g_get_monotonic_time() > end) {
+            break;
+        }
+        g_usleep(10 * 1000);
+    }
+    g_assert_cmpuint(continued, ==, n);
+}
+
+static void test_ps_minor_preempt_at_once(void)
+{
+    MigrationTestEnv *env = migration_get_env();
+    g_autofree char *log = g_strdup_printf("%s/ps-dest.log", env->tmpfs);
+    g_autofree char *sock = g_strdup_printf("%s/ps-sock", env->tmpfs);
+    g_autoptr(GByteArray) s = g_byte_array_new();
+    g_autoptr(GByteArray) p = g_byte_array_new();
+    uint64_t calls, continued;
+    QTestState *to;
+    int fd, pfd;
+
+    if (!env->has_uffd) {
+        g_test_skip("userfaultfd not available");
+        return;
+    }
+    if (qemu_real_host_page_size() != PS_PAGE) {
+        g_test_skip("the stream is built for 4 KiB host pages");
+        return;
+    }
+
+    to = ps_start_dest_preempt(log, sock);
+    fd = ps_connect(sock);
+
+    ps_put_start(s);
+    ps_put_pages(s, PS_PRECOPY_OFF, PS_PRECOPY_PAGES, false);
+    ps_put_pages(s, PS_PREEMPT_OFF, PS_PREEMPT_PAGES, false);
+    ps_put_pages(s, PS_MAIN_OFF, PS_MAIN_PAGES, false);
+    ps_put_discard(s, PS_PREEMPT_OFF, PS_PREEMPT_PAGES * PS_PAGE);
+    ps_put_discard(s, PS_MAIN_OFF, PS_MAIN_PAGES * PS_PAGE);
+    ps_put_listen_run(s);
+    g_assert(ps_send(fd, s));
+    /*
+     * The main channel is taken: this second connection is the preempt
+     * channel, which sends no magic.  The package that carries LISTEN
+     * waits for it.
+     */
+    pfd = ps_connect(sock);
+    ps_wait_status(to, "postcopy-active", log);
+    while (!ps_running(to)) {
+        g_usleep(10 * 1000);
+    }
+    g_assert_cmpuint(read_postcopy_placement(to, "continued"), ==, 0);
+    g_assert_cmpuint(read_postcopy_placement(to, "continue-calls"), ==, 0);
+
+    /*
+     * The preempt channel: bare RAM records, as ram_save_host_page()
+     * sends a requested page there, all in one send
+     */
+    ps_put_page_records(p, PS_PREEMPT_OFF, PS_PREEMPT_PAGES, true);
+    g_assert(ps_send(pfd, p));
+    ps_wait_continued(to, PS_PREEMPT_PAGES, log);
+    ps_check_sent(to, PS_PREEMPT_OFF, PS_PREEMPT_PAGES, true);
+    calls = read_postcopy_placement(to, "continue-calls");
+    continued = read_postcopy_placement(to, "continued");
+    g_test_message("preempt channel: %" PRIu64 " pages placed with "
+                   "UFFDIO_CONTINUE, in %" PRIu64 " calls", continued, calls);
+    g_assert_cmpuint(continued, ==, PS_PREEMPT_PAGES);
+    /* Each mapped by its own call, as soon as it was complete */
+    g_assert_cmpuint(calls, ==, PS_PREEMPT_PAGES);
+
+    /* The main channel, all in one send too: mapped in runs */
+    ps_put_pages(s, PS_MAIN_OFF, PS_MAIN_PAGES, true);
+    g_assert(ps_send(fd, s));
+    ps_wait_continued(to, PS_PREEMPT_PAGES + PS_MAIN_PAGES, log);
+    ps_check_sent(to, PS_MAIN_OFF, PS_MAIN_PAGES, true);
+    calls = read_postcopy_placement(to, "continue-calls") - calls;
+    continued = read_postcopy_placement(to, "continued") - continued;
+    g_test_message("main channel: %" PRIu64 " pages placed with "
+                   "UFFDIO_CONTINUE, in %" PRIu64 " calls", continued, calls);
+    g_assert_cmpuint(continued, ==, PS_MAIN_PAGES);
+    g_assert_cmpuint(calls, <, PS_MAIN_PAGES);
+
+    /* The end of the preempt channel, then of the stream */
+    ps_put64(p, PS_RAM_EOS);
+    g_assert(ps_send(pfd, p));
+    ps_put8(s, PS_VM_EOF);
+    g_assert(ps_send(fd, s));
+    ps_wait_status(to, "completed", log);
+
+    ps_check_sent(to, PS_PREEMPT_OFF, PS_PREEMPT_PAGES, true);
+    ps_check_sent(to, PS_MAIN_OFF, PS_MAIN_PAGES, true);
+    ps_check_pages(to, PS_PRECOPY_OFF, PS_PRECOPY_PAGES);
+    qtest_qmp_assert_success(to, "{ 'execute': 'query-status' }");
+    ps_assert_no_sanitizer_report(log);
+    ps_print_log(log);
+
+    close(pfd);
+    close(fd);
+    qtest_quit(to);
+    /* LeakSanitizer reports at exit */
+    ps_assert_no_sanitizer_report(log);
+    qtest_remove_abrt_handler(log);
+    unlink(log);
+    unlink(sock);
+}
+
 void migration_test_add_postcopy_stream(MigrationTestEnv *env)
 {
     static const struct {
@@ -747,6 +941,7 @@ void migration_test_add_postcopy_stream(MigrationTestEnv *env)
         { "minor/discard-wrap", test_ps_minor_wrap },
         { "minor/page-twice", test_ps_minor_twice },
         { "minor/run-held", test_ps_minor_run_held },
+        { "minor/preempt-at-once", test_ps_minor_preempt_at_once },
     };
     size_t i;
 
