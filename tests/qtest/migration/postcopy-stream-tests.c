@@ -358,8 +358,8 @@ out:
     close(fd);
 }
 
-static QTestState *ps_start_dest(bool minor, const char *log,
-                                 const char *sock)
+static QTestState *ps_start_dest_caps(bool minor, bool preempt,
+                                      const char *log, const char *sock)
 {
     g_autofree char *args = NULL;
     g_autofree char *uri = g_strdup_printf("unix:%s", sock);
@@ -373,11 +373,20 @@ static QTestState *ps_start_dest(bool minor, const char *log,
     to = qtest_init(args);
     qtest_add_abrt_handler(ps_abort_print_log, log);
     migrate_set_capability(to, "postcopy-ram", true);
+    if (preempt) {
+        migrate_set_capability(to, "postcopy-preempt", true);
+    }
     if (minor) {
         migrate_set_capability(to, "x-postcopy-minor", true);
     }
     migrate_incoming_qmp(to, uri, NULL, "{ 'exit-on-error': false }");
     return to;
+}
+
+static QTestState *ps_start_dest(bool minor, const char *log,
+                                 const char *sock)
+{
+    return ps_start_dest_caps(minor, false, log, sock);
 }
 
 static char *ps_error_desc(QTestState *to)
@@ -781,27 +790,6 @@ PS_TEST(minor_run_held, .minor = true, .kind = PS_RUN_HELD)
 #define PS_MAIN_OFF         (52 * 1024 * 1024)
 #define PS_MAIN_PAGES       4
 
-/* As ps_start_dest() with minor placement, and the preempt channel */
-static QTestState *ps_start_dest_preempt(const char *log, const char *sock)
-{
-    g_autofree char *args = NULL;
-    g_autofree char *uri = g_strdup_printf("unix:%s", sock);
-    QTestState *to;
-
-    args = g_strdup_printf("-machine pc -m 64M "
-                           "-object memory-backend-memfd,id=%s,size=64M,"
-                           "share=on -machine memory-backend=%s "
-                           "-global migration.send-configuration=off "
-                           "-incoming defer 2>%s", PS_BLOCK, PS_BLOCK, log);
-    to = qtest_init(args);
-    qtest_add_abrt_handler(ps_abort_print_log, log);
-    migrate_set_capability(to, "postcopy-ram", true);
-    migrate_set_capability(to, "postcopy-preempt", true);
-    migrate_set_capability(to, "x-postcopy-minor", true);
-    migrate_incoming_qmp(to, uri, NULL, "{ 'exit-on-error': false }");
-    return to;
-}
-
 /*
  * Wait until @n pages in all were placed with UFFDIO_CONTINUE, without
  * touching them (a read would fault and request them); give up after
@@ -843,7 +831,7 @@ static void test_ps_minor_preempt_at_once(void)
         return;
     }
 
-    to = ps_start_dest_preempt(log, sock);
+    to = ps_start_dest_caps(true, true, log, sock);
     fd = ps_connect(sock);
 
     ps_put_start(s);
